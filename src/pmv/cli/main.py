@@ -1,0 +1,93 @@
+"""`pmv` entry point.
+
+Commands are listed in one table and their modules imported only when run, so `pmv --help` stays fast. A
+command module defines ``configure(parser)`` (adds its arguments) and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+
+import pmv
+from pmv.errors import PmvError
+
+
+@dataclass(frozen=True)
+class Command:
+    group: str | None  # None: a top-level command such as `pmv train`
+    name: str
+    module: str
+    help: str
+
+
+# One line per command; keep the table sorted by group, then name.
+COMMANDS: list[Command] = [
+]
+
+GROUP_HELP = {
+    "data": "get, check, prepare and inspect video data",
+    "models": "list the model zoo, count parameters and FLOPs",
+}
+
+
+def _configure_lazily(parser: argparse.ArgumentParser, command: Command) -> None:
+    module = importlib.import_module(command.module)
+    module.configure(parser)
+    parser.set_defaults(_module=module)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pmv", description="Video recognition on portrait-mode (vertical, 9:16) short videos."
+    )
+    parser.add_argument("--version", action="version", version=f"pmv {pmv.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    # Only the command being run has its module imported (and its arguments added).
+    wanted = [a for a in argv if not a.startswith("-")][:2]
+    for command in COMMANDS:
+        if command.group is None:
+            sub = top.add_parser(command.name, help=command.help, description=command.help)
+            if wanted[:1] == [command.name]:
+                _configure_lazily(sub, command)
+            continue
+        if command.group not in groups:
+            group_parser = top.add_parser(command.group, help=GROUP_HELP.get(command.group, ""))
+            groups[command.group] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+            group_parser.set_defaults(_group_parser=group_parser)
+        sub = groups[command.group].add_parser(command.name, help=command.help, description=command.help)
+        if wanted == [command.group, command.name]:
+            _configure_lazily(sub, command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    module = getattr(args, "_module", None)
+    if module is None:
+        (getattr(args, "_group_parser", None) or parser).print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(module.run(args) or 0)
+    except PmvError as err:
+        print(f"pmv: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pmv: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
