@@ -1,0 +1,243 @@
+"""Building blocks shared by the model families.
+
+Everything here is plain PyTorch. Module attribute names follow PySlowFast where a block exists there
+(``SqueezeExcite3d.fc1/fc2``), so that state-dict keys of released checkpoints load without renaming.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as torch_checkpoint
+
+# PySlowFast's BatchNorm defaults (Caffe2 momentum 0.9 == PyTorch momentum 0.1).
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero the whole residual branch for a random subset of samples.
+
+    Survivors are scaled by ``1 / keep_prob`` so the expected value is unchanged and eval needs no rescaling.
+    """
+    if drop_prob <= 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = x.new_empty(mask_shape).bernoulli_(keep_prob)
+    return x * mask / keep_prob
+
+
+class DropPath(nn.Module):
+    """Stochastic depth as a module (no parameters, so it adds no state-dict keys)."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+def drop_path_rates(total_rate: float, num_blocks: int) -> list[float]:
+    """Linearly increasing drop-path rates over ``num_blocks`` blocks, 0 for the first (as MViT/UniFormer)."""
+    if num_blocks <= 1:
+        return [0.0] * num_blocks
+    return [total_rate * i / (num_blocks - 1) for i in range(num_blocks)]
+
+
+class Swish(nn.Module):
+    """x * sigmoid(x). ``F.silu`` computes it with a memory-lean backward, like PySlowFast's SwishEfficient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x)
+
+
+def round_width(width: float, multiplier: float, min_width: int = 8, divisor: int = 8) -> int:
+    """Scale a channel count and round it to a multiple of ``divisor`` (X3D / EfficientNet rule).
+
+    Rounds to the nearest multiple, but never more than 10% below the exact product.
+    """
+    if not multiplier:
+        return int(width)
+    exact = width * multiplier
+    rounded = max(min_width or divisor, int(exact + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * exact:
+        rounded += divisor
+    return int(rounded)
+
+
+class SqueezeExcite3d(nn.Module):
+    """Squeeze-and-excitation: global average, 1x1x1 conv down, ReLU, 1x1x1 conv up, sigmoid gate.
+
+    ``fc1``/``fc2`` are the PySlowFast key names. The squeeze width is ``round_width(channels, ratio)``.
+    """
+
+    def __init__(self, channels: int, ratio: float = 0.0625):
+        super().__init__()
+        squeezed = round_width(channels, ratio)
+        self.fc1 = nn.Conv3d(channels, squeezed, 1, bias=True)
+        self.fc2 = nn.Conv3d(squeezed, channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = x.mean(dim=(2, 3, 4), keepdim=True)
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(gate))))
+        return x * gate
+
+
+def conv3d(
+    dim_in: int,
+    dim_out: int,
+    kernel: Iterable[int] | int,
+    stride: Iterable[int] | int = 1,
+    groups: int = 1,
+    bias: bool = False,
+) -> nn.Conv3d:
+    """A Conv3d with "same" padding for odd kernels (``k // 2`` per axis), no bias by default (BN follows)."""
+    kernel = _triple(kernel)
+    return nn.Conv3d(
+        dim_in,
+        dim_out,
+        kernel_size=kernel,
+        stride=_triple(stride),
+        padding=tuple(k // 2 for k in kernel),
+        groups=groups,
+        bias=bias,
+    )
+
+
+def batch_norm3d(channels: int, zero_init: bool = False) -> nn.BatchNorm3d:
+    """BatchNorm3d with PySlowFast's eps/momentum.
+
+    ``zero_init`` marks the last BN of a residual branch: :func:`init_resnet_weights` sets its gamma to 0 so
+    each block starts as the identity (PySlowFast's ``ZERO_INIT_FINAL_BN``).
+    """
+    bn = nn.BatchNorm3d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+    bn.zero_init_gamma = zero_init  # type: ignore[attr-defined]
+    return bn
+
+
+class ConvBnAct(nn.Sequential):
+    """conv3d -> BatchNorm3d -> activation, for small models that have no reference key layout."""
+
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        kernel: Iterable[int] | int,
+        stride: Iterable[int] | int = 1,
+        groups: int = 1,
+        act: Callable[[], nn.Module] | None = nn.ReLU,
+    ):
+        super().__init__()
+        self.conv = conv3d(dim_in, dim_out, kernel, stride, groups)
+        self.bn = batch_norm3d(dim_out)
+        if act is not None:
+            self.act = act()
+
+
+def init_resnet_weights(model: nn.Module, fc_init_std: float = 0.01, zero_init_final_bn: bool = True) -> None:
+    """PySlowFast's ResNet/X3D initialisation.
+
+    Convs: MSRA (He normal, fan_out, ReLU gain; Caffe2's ``MSRAFill``), bias 0. BatchNorm: gamma 1, beta 0,
+    except gamma 0 on BNs built with ``zero_init=True`` (last BN of each residual branch). Linear: normal with
+    ``fc_init_std`` (0.01), bias 0.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+            zero = zero_init_final_bn and getattr(module, "zero_init_gamma", False)
+            if module.weight is not None:
+                nn.init.constant_(module.weight, 0.0 if zero else 1.0)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=fc_init_std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def init_transformer_weights(model: nn.Module, std: float = 0.02) -> None:
+    """ViT-style initialisation (MViT, UniFormer): Linear truncated normal ``std``, bias 0; LayerNorm 1/0."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            if module.weight is not None:
+                nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def checkpointed(module: nn.Module, *inputs, enabled: bool = True):
+    """Run ``module(*inputs)``, recomputing its activations in backward when ``enabled`` and grads are on.
+
+    Non-reentrant checkpointing works with inputs that do not require grad, keyword-free modules and DDP.
+    """
+    if enabled and torch.is_grad_enabled() and module.training:
+        return torch_checkpoint.checkpoint(module, *inputs, use_reentrant=False)
+    return module(*inputs)
+
+
+def checkpoint_flags(num_blocks_per_stage: list[int], act_checkpoint: bool, checkpoint_blocks=None) -> list[list[bool]]:
+    """Which blocks to checkpoint: all when ``checkpoint_blocks`` is empty, else the first n of each stage.
+
+    ``checkpoint_blocks`` mirrors UniFormer's ``CHECKPOINT_NUM`` (a count per stage).
+    """
+    flags = []
+    for stage, count in enumerate(num_blocks_per_stage):
+        if not act_checkpoint:
+            flags.append([False] * count)
+            continue
+        limit = count if not checkpoint_blocks else int(checkpoint_blocks[stage])
+        flags.append([i < limit for i in range(count)])
+    return flags
+
+
+def num_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _triple(value: Iterable[int] | int) -> tuple[int, int, int]:
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"expected 3 values (T, H, W), got {value}")
+    return value  # type: ignore[return-value]
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+__all__ = [
+    "BN_EPS",
+    "BN_MOMENTUM",
+    "ConvBnAct",
+    "DropPath",
+    "SqueezeExcite3d",
+    "Swish",
+    "batch_norm3d",
+    "ceil_div",
+    "checkpoint_flags",
+    "checkpointed",
+    "conv3d",
+    "drop_path",
+    "drop_path_rates",
+    "init_resnet_weights",
+    "init_transformer_weights",
+    "num_parameters",
+    "round_width",
+]
