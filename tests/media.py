@@ -1,0 +1,286 @@
+"""Real media files made at test time, for every engineer's tests.
+
+Import it from a test module as ``from media import make_video, read_index`` (pytest puts ``tests/`` on
+``sys.path`` in its default import mode). The API below is kept stable; add keyword arguments, never reorder.
+
+``make_video`` writes a real H.264 mp4 (or another codec) whose frame index is drawn into the pixels as big
+binary-coded blocks, so ``read_index(frame)`` recovers it after lossy compression and tests can check that a
+reader returned the right frame, upright. ``render_frame`` gives the exact picture that was encoded for an index
+(for "same picture, within compression noise" checks). Helpers at the end make broken files for error tests.
+
+Layout of an index frame (display orientation, H x W):
+  * top half: a 4 x 4 grid of cells, row-major; cell k is white (bit 1) or black (bit 0). Cells 0..11 hold
+    the index (12 bits, least significant first), cells 12..15 a checksum, so a frame read upside down or
+    sideways is rejected instead of misread.
+  * bottom half: smooth colour gradients that move with the index (red left-right, blue top-bottom), so the
+    encoder has motion to code and a swapped R/B channel order is visible.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+__all__ = [
+    "INDEX_BITS",
+    "MAX_INDEX",
+    "corrupt_middle",
+    "frame_times",
+    "make_audio_only",
+    "make_video",
+    "read_index",
+    "render_frame",
+    "truncate",
+]
+
+INDEX_BITS = 12
+MAX_INDEX = (1 << INDEX_BITS) - 1
+_GRID = 4  # 4 x 4 cells in the top half
+_CHECK_BITS = _GRID * _GRID - INDEX_BITS
+
+
+def _checksum(index: int) -> int:
+    # Folded XOR of the three nibbles, inverted in alternate bits so an all-black frame does not validate.
+    return ((index ^ (index >> 4) ^ (index >> 8)) & 0xF) ^ 0b1010
+
+
+def _bits(index: int) -> list[int]:
+    word = index | (_checksum(index) << INDEX_BITS)
+    return [(word >> k) & 1 for k in range(_GRID * _GRID)]
+
+
+def render_frame(index: int, height: int, width: int, *, index_in_pixels: bool = True) -> np.ndarray:
+    """The upright ``height x width x 3`` uint8 RGB picture that ``make_video`` encodes as frame ``index``.
+
+    With ``index_in_pixels=False`` the picture is "real-ish" content instead: a scrolling noise texture over
+    moving gradients, which makes the encoder work like it does on camera footage (no index can be read back).
+    """
+    if not 0 <= index <= MAX_INDEX:
+        raise ValueError(f"frame index {index} does not fit in {INDEX_BITS} bits (max {MAX_INDEX})")
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    picture = np.empty((height, width, 3), dtype=np.uint8)
+    if not index_in_pixels:
+        rng = np.random.default_rng(1234)
+        texture = rng.integers(0, 256, size=(64, 64), dtype=np.uint8).astype(np.float32)
+        # Scroll the texture (tiled to the frame) a few pixels per frame, over slowly moving gradients.
+        tile = np.tile(texture, (height // 64 + 2, width // 64 + 2))
+        dy, dx = (2 * index) % 64, (3 * index) % 64
+        noise = tile[dy : dy + height, dx : dx + width]
+        phase = index / 15.0
+        picture[..., 0] = np.clip(0.5 * noise + 120 * (0.5 + 0.5 * np.sin(xs / 40 + phase)), 0, 255)
+        picture[..., 1] = np.clip(0.5 * noise + 120 * (0.5 + 0.5 * np.cos(ys / 55 - phase)), 0, 255)
+        picture[..., 2] = np.clip(0.3 * noise + 150 * (0.5 + 0.5 * np.sin((xs + ys) / 70 + 2 * phase)), 0, 255)
+        return picture
+    half = height // 2
+    # Bottom half: gradients that shift with the index, kept in 40..215 so they never look like a cell.
+    bottom_ys = ys[half:] - half
+    shift = 4.0 * index
+    red = 40 + 175 * (((xs + shift) % width) / max(width - 1, 1))
+    blue = 40 + 175 * (((bottom_ys + shift) % max(height - half, 1)) / max(height - half - 1, 1))
+    picture[half:, :, 0] = red.astype(np.uint8)
+    picture[half:, :, 1] = 90
+    picture[half:, :, 2] = blue.astype(np.uint8)
+    # Top half: the cells.
+    for cell, bit in enumerate(_bits(index)):
+        row, col = divmod(cell, _GRID)
+        y0, y1 = row * half // _GRID, (row + 1) * half // _GRID
+        x0, x1 = col * width // _GRID, (col + 1) * width // _GRID
+        picture[y0:y1, x0:x1] = 235 if bit else 16
+    return picture
+
+
+def read_index(frame_rgb) -> int:
+    """The frame index drawn by ``render_frame`` into an upright ``H x W x 3`` RGB frame (numpy or torch).
+
+    Reads the mean brightness of the inner part of each cell, so compression noise and scaling do not matter.
+    Raises ValueError when the checksum does not match: the frame is not an index frame, or it is rotated
+    or flipped.
+    """
+    array = np.asarray(frame_rgb)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 frame, got shape {array.shape}")
+    height, width = array.shape[:2]
+    half = height // 2
+    word = 0
+    for cell in range(_GRID * _GRID):
+        row, col = divmod(cell, _GRID)
+        y0, y1 = row * half / _GRID, (row + 1) * half / _GRID
+        x0, x1 = col * width / _GRID, (col + 1) * width / _GRID
+        # The middle half of the cell in each direction, away from edges blurred by the codec.
+        ya, yb = int(y0 + (y1 - y0) / 4), max(int(y1 - (y1 - y0) / 4), int(y0 + (y1 - y0) / 4) + 1)
+        xa, xb = int(x0 + (x1 - x0) / 4), max(int(x1 - (x1 - x0) / 4), int(x0 + (x1 - x0) / 4) + 1)
+        brightness = float(array[ya:yb, xa:xb].astype(np.float32).mean())
+        if brightness > 128:
+            word |= 1 << cell
+    index = word & MAX_INDEX
+    if (word >> INDEX_BITS) != _checksum(index):
+        raise ValueError("no valid frame index in this frame (not an index frame, or rotated/flipped)")
+    return index
+
+
+def frame_times(num_frames: int, fps: float = 30, *, vfr: bool = False, start_time: float = 0.0) -> list[float]:
+    """Presentation times in seconds of the frames ``make_video`` writes with the same arguments.
+
+    Constant rate: ``start_time + i / fps``. With ``vfr=True`` the gaps cycle through 1, 2 and 3 frame
+    periods (1/fps, 2/fps, 3/fps), like a phone dropping frames in low light.
+    """
+    times, t = [], 0
+    for i in range(num_frames):
+        times.append(start_time + t / fps)
+        t += (i % 3) + 1 if vfr else 1
+    return times
+
+
+def _sine(seconds: float, sample_rate: int, channels: int, frequency: float) -> np.ndarray:
+    n = int(round(seconds * sample_rate))
+    tone = (0.5 * np.sin(2 * np.pi * frequency * np.arange(n) / sample_rate)).astype(np.float32)
+    return np.repeat(tone[None, :], channels, axis=0)
+
+
+def _mux_audio_chunks(container, stream, samples: np.ndarray, sample_rate: int):
+    layout = "mono" if samples.shape[0] == 1 else "stereo"
+    chunk = 1024
+    for start in range(0, samples.shape[1], chunk):
+        part = np.ascontiguousarray(samples[:, start : start + chunk])
+        frame = av.AudioFrame.from_ndarray(part, format="fltp", layout=layout)
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        frame.time_base = Fraction(1, sample_rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def make_video(
+    path,
+    *,
+    num_frames: int,
+    height: int,
+    width: int,
+    fps: int = 30,
+    gop: int = 12,
+    bframes: int = 2,
+    rotation: int = 0,
+    audio: bool = False,
+    start_time: float = 0.0,
+    vfr: bool = False,
+    codec: str = "libx264",
+    index_in_pixels: bool = True,
+    audio_frequency: float = 440.0,
+    audio_sample_rate: int = 44100,
+    audio_channels: int = 2,
+    faststart: bool = False,
+    crf: int = 18,
+) -> Path:
+    """Write a real video file and return its path.
+
+    ``height x width`` is the upright (display) size; both must be even for yuv420p. ``rotation`` (0, 90, -90,
+    180, 270) is the display-matrix rotation a phone writes (degrees counter-clockwise, as PyAV's
+    ``frame.rotation``): the picture is stored turned the other way, so a reader that applies the rotation gets
+    back ``render_frame(i, height, width)`` upright, and one that ignores it gets a sideways picture.
+
+    ``gop``: frames between keyframes (x264 scene-cut detection off, so keyframes fall exactly every ``gop``);
+    ``bframes``: max consecutive B-frames (0 for none). ``start_time``: presentation time of the first video
+    frame, in seconds (the mp4 gets an edit list); with ``audio=True`` the audio track still starts at 0 and
+    lasts until the end of the video. ``vfr``: irregular frame gaps, see ``frame_times``. ``audio``: an AAC sine
+    tone of ``audio_frequency`` Hz, amplitude 0.5, on ``audio_channels`` identical channels. ``codec``: an FFmpeg
+    encoder name (``libx264``, ``mpeg4``, ``libvpx-vp9`` with a ``.webm`` path). ``faststart``: put the index
+    (moov) before the data, as streaming sites do. ``crf``: x264 quality (lower = better).
+    """
+    path = Path(path)
+    if height % 2 or width % 2:
+        raise ValueError(f"height and width must be even for yuv420p, got {height}x{width}")
+    if rotation % 90:
+        raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
+    if num_frames - 1 > MAX_INDEX and index_in_pixels:
+        raise ValueError(f"at most {MAX_INDEX + 1} frames can carry an index")
+    quarter_turns = (rotation // 90) % 4
+    coded_height, coded_width = (width, height) if quarter_turns % 2 else (height, width)
+    times = frame_times(num_frames, fps, vfr=vfr, start_time=start_time)
+
+    container_options = {"movflags": "+faststart"} if faststart else {}
+    container = av.open(str(path), mode="w", options=container_options)
+    try:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = coded_width, coded_height
+        stream.pix_fmt = "yuv420p"
+        # Ticks of 1/(fps*6) represent every VFR gap and a start_time in whole 1/6 frames exactly.
+        tick = Fraction(1, int(fps) * 6)
+        stream.codec_context.time_base = tick
+        stream.time_base = tick
+        stream.codec_context.gop_size = gop
+        stream.codec_context.max_b_frames = bframes
+        stream.codec_context.thread_count = 1
+        if codec == "libx264":
+            stream.codec_context.options = {
+                "preset": "veryfast",
+                "crf": str(crf),
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}",
+            }
+        elif codec == "libvpx-vp9":
+            stream.codec_context.options = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"}
+        if rotation % 360:
+            stream.set_display_rotation(rotation)
+        audio_stream = None
+        if audio:
+            audio_stream = container.add_stream("aac", rate=audio_sample_rate,
+                                                layout="mono" if audio_channels == 1 else "stereo")
+        for i in range(num_frames):
+            picture = render_frame(i, height, width, index_in_pixels=index_in_pixels)
+            # Store the picture turned clockwise by the rotation, so that turning it counter-clockwise by the
+            # display rotation (what players do) gives it back upright.
+            stored = np.ascontiguousarray(np.rot90(picture, k=-quarter_turns))
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = int(round(times[i] / tick))
+            frame.time_base = tick
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+        if audio_stream is not None:
+            last_gap = (times[-1] - times[-2]) if num_frames > 1 else 1.0 / fps
+            seconds = times[-1] + last_gap
+            _mux_audio_chunks(container, audio_stream,
+                              _sine(seconds, audio_sample_rate, audio_channels, audio_frequency),
+                              audio_sample_rate)
+    finally:
+        container.close()
+    return path
+
+
+def make_audio_only(path, *, seconds: float = 1.0, sample_rate: int = 16000, frequency: float = 440.0) -> Path:
+    """Write an ``.mp4`` (or ``.m4a``) holding only an AAC sine tone and no video stream."""
+    path = Path(path)
+    container = av.open(str(path), mode="w")
+    try:
+        stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        _mux_audio_chunks(container, stream, _sine(seconds, sample_rate, 1, frequency), sample_rate)
+    finally:
+        container.close()
+    return path
+
+
+def truncate(src, dst, *, keep_fraction: float) -> Path:
+    """Copy the first ``keep_fraction`` of ``src``'s bytes to ``dst`` (a download cut off part way).
+
+    With the default mp4 layout (index at the end) this cuts off the moov; with ``faststart=True`` videos it
+    cuts the frame data (mdat) and leaves the index promising frames that are not there.
+    """
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[: int(len(data) * keep_fraction)])
+    return Path(dst)
+
+
+def corrupt_middle(src, dst, *, at_fraction: float = 0.5, length: int = 4096, seed: int = 0) -> Path:
+    """Copy ``src`` to ``dst`` with ``length`` bytes at ``at_fraction`` of the file replaced by random bytes."""
+    data = bytearray(Path(src).read_bytes())
+    start = int(len(data) * at_fraction)
+    length = min(length, len(data) - start)
+    data[start : start + length] = np.random.default_rng(seed).integers(0, 256, length, dtype=np.uint8).tobytes()
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
