@@ -1,0 +1,153 @@
+"""Training checkpoints: atomic writes, retention, validation on load, RNG states.
+
+A pmv checkpoint is a dict saved with ``torch.save`` that ``torch.load(weights_only=True)`` can read::
+
+    {"format": "pmv-checkpoint", "version": 1,
+     "model": state_dict, "config": nested dict, "class_names": [...],
+     "epoch": completed epochs, "step_in_epoch": optimizer steps done in the current epoch, "global_step": ...,
+     "optimizer": ..., "scaler": ..., "ema": state_dict | None, "rng": [per-rank RNG states], "sampler": {...},
+     "best_metric": float | None, "metrics": {...}}
+
+Files live in ``<output_dir>/checkpoints/`` as ``checkpoint_e{epoch:05d}_s{step:07d}.pt``; ``best.pt`` is a copy
+of the best one. A write goes to a hidden temporary file in the same folder, is fsynced, then renamed, so a crash
+leaves either the old set of files or the new one. A file that does not load (truncated, foreign) is skipped with
+a warning and the previous one is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pmv.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "pmv-checkpoint"
+VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+BEST_NAME = "best.pt"
+_NAME = re.compile(r"^checkpoint_e(\d{5,})_s(\d{7,})\.pt$")
+
+
+def checkpoint_name(epoch: int, step_in_epoch: int) -> str:
+    return f"checkpoint_e{epoch:05d}_s{step_in_epoch:07d}.pt"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load and validate a pmv checkpoint; a missing, truncated or foreign file raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged zip/pickle
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it may be "
+                              "truncated by a crash: delete it or pick another") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
+        raise CheckpointError(f"{path} is not a pmv training checkpoint (no 'format: {FORMAT}' entry); use "
+                              "model.pretrained= to start from foreign weights")
+    return state
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """The run's periodic checkpoints, oldest first (temporary files and ``best.pt`` excluded)."""
+    folder = Path(output_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _NAME.match(path.name)
+        if match:
+            found.append(((int(match.group(1)), int(match.group(2))), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_valid_checkpoint(output_dir: str | os.PathLike) -> tuple[Path, dict] | None:
+    """The newest checkpoint of a run that loads cleanly, falling back past damaged ones with a warning."""
+    for path in reversed(list_checkpoints(output_dir)):
+        try:
+            return path, read_checkpoint(path)
+        except CheckpointError as err:
+            log.warning("skipping damaged checkpoint: %s", err)
+    return None
+
+
+def prune_checkpoints(output_dir: str | os.PathLike, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` periodic checkpoints (``best.pt`` is a separate file)."""
+    if keep_last <= 0:
+        return
+    for path in list_checkpoints(output_dir)[:-keep_last]:
+        path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------------------- RNG
+
+
+def capture_rng_state() -> dict:
+    """This process's RNG states (python, numpy, torch, CUDA) in a form ``weights_only`` loading accepts."""
+    version, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [version, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss),
+                  float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    version, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((version, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            log.warning("checkpoint has CUDA RNG states for %d devices, this machine has %d: not restored",
+                        len(cuda_states), torch.cuda.device_count())
