@@ -97,7 +97,7 @@ def test_cli_file_url_and_per_file_path_override(tmp_path, capsys):
     # Without the small-set expectations the PMV-400 sizes apply, and the CLI reports a clean error.
     argv = ["data", "fetch-annotations", "--out", str(tmp_path / "o2"), "--base-url", str(repo), "--classes-path", str(moved)]
     assert main(argv) == 2
-    assert "has 6 rows, expected 56452" in capsys.readouterr().err
+    assert "has 3 classes, expected ids 0..399" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the real PMV-400 lists are not on this machine")
