@@ -1,1 +1,31 @@
-"""pmv.video"""
+"""Reading media: exact frame access, rotation, audio, and metadata without decoding.
+
+``probe(path)`` reads a video's metadata from its container; ``VideoReader`` returns exact frames by index or
+time. Every failure a user can cause raises a ``VideoError`` subclass that names the path and the reason.
+"""
+
+from pmv.video.errors import (
+    CorruptVideoError,
+    EmptyVideoError,
+    FrameIndexError,
+    NoAudioStreamError,
+    NotAVideoError,
+    NoVideoStreamError,
+    VideoError,
+    VideoNotFoundError,
+)
+from pmv.video.metadata import VideoMetadata
+from pmv.video.probe import probe
+
+__all__ = [
+    "CorruptVideoError",
+    "EmptyVideoError",
+    "FrameIndexError",
+    "NoAudioStreamError",
+    "NoVideoStreamError",
+    "NotAVideoError",
+    "VideoError",
+    "VideoMetadata",
+    "VideoNotFoundError",
+    "probe",
+]
