@@ -6,12 +6,16 @@ Everything here is plain PyTorch. Module attribute names follow PySlowFast where
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as torch_checkpoint
+
+from pmv.errors import ConfigError
 
 # PySlowFast's BatchNorm defaults (Caffe2 momentum 0.9 == PyTorch momentum 0.1).
 BN_EPS = 1e-5
@@ -205,6 +209,109 @@ def checkpoint_flags(num_blocks_per_stage: list[int], act_checkpoint: bool, chec
     return flags
 
 
+class ResBlock(nn.Module):
+    """Residual block in PySlowFast's layout: ``branch2`` (the transform), optional projection shortcut
+    ``branch1`` + ``branch1_bn`` (when channels or spatial stride change), sum, ReLU.
+
+    ``stride`` is spatial (applied as 1 x s x s, like the transform's strided conv). ``drop_path`` drops the
+    whole ``branch2`` output per sample in training (PySlowFast's ``DROPCONNECT_RATE``).
+    """
+
+    def __init__(self, dim_in: int, dim_out: int, stride: int, branch2: nn.Module, drop_path: float = 0.0):
+        super().__init__()
+        if dim_in != dim_out or stride != 1:
+            self.branch1 = nn.Conv3d(dim_in, dim_out, kernel_size=1, stride=(1, stride, stride), bias=False)
+            self.branch1_bn = batch_norm3d(dim_out)
+        self.branch2 = branch2
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = self.drop_path(self.branch2(x))
+        shortcut = self.branch1_bn(self.branch1(x)) if hasattr(self, "branch1") else x
+        return F.relu(shortcut + residual)
+
+
+class PathwayStage(nn.Module):
+    """One ResNet stage over one or more pathways; blocks are named ``pathway{p}_res{i}`` (PySlowFast keys).
+
+    ``forward`` takes and returns a list with one tensor per pathway. ``checkpoint`` lists, per pathway and
+    block, whether to recompute that block's activations in backward (activation checkpointing).
+    """
+
+    def __init__(self, blocks: Sequence[Sequence[nn.Module]], checkpoint: Sequence[Sequence[bool]] | None = None):
+        super().__init__()
+        self.num_blocks = [len(b) for b in blocks]
+        for pathway, pathway_blocks in enumerate(blocks):
+            for index, block in enumerate(pathway_blocks):
+                self.add_module(f"pathway{pathway}_res{index}", block)
+        self.checkpoint = [list(c) for c in checkpoint] if checkpoint else [[False] * n for n in self.num_blocks]
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        outputs = []
+        for pathway, x in enumerate(inputs):
+            for index in range(self.num_blocks[pathway]):
+                block = getattr(self, f"pathway{pathway}_res{index}")
+                x = checkpointed(block, x, enabled=self.checkpoint[pathway][index])
+            outputs.append(x)
+        return outputs
+
+
+class PathwayStems(nn.Module):
+    """The stem of every pathway, named ``pathway{p}_stem`` (PySlowFast keys); list in, list out."""
+
+    def __init__(self, stems: Sequence[nn.Module]):
+        super().__init__()
+        self.num_pathways = len(stems)
+        for pathway, stem in enumerate(stems):
+            self.add_module(f"pathway{pathway}_stem", stem)
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        return [getattr(self, f"pathway{p}_stem")(x) for p, x in enumerate(inputs)]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model's ``forward`` takes, so tools (FLOPs, benchmarks, export) can build example inputs.
+
+    kind:
+      * ``"clip"``: one tensor ``N x C x T x H x W``.
+      * ``"slowfast"``: one clip tensor (the Fast pathway, T frames); the Slow pathway (T / alpha frames) is
+        sampled inside the model. A list ``[slow, fast]`` is accepted too. T must be a multiple of ``alpha``.
+      * ``"audio_visual"``: ``(clip, audio)`` with the clip as for ``"slowfast"`` and ``audio`` a log-mel
+        spectrogram ``N x 1 x audio_frames x audio_mel_bins`` (time rows, frequency columns).
+    """
+
+    kind: str = "clip"
+    num_frames: int = 16
+    crop: tuple[int, int] = (224, 224)  # H x W the model was built (and published) for; any size runs
+    channels: int = 3
+    alpha: int = 1  # frame-rate ratio Fast/Slow; T must be a multiple of it
+    audio_frames: int = 0
+    audio_mel_bins: int = 0
+
+    def example_inputs(
+        self, batch: int = 1, input_size: tuple[int, int, int] | None = None, dtype=torch.float32
+    ) -> tuple[torch.Tensor, ...]:
+        """Random positional arguments for ``forward`` at ``input_size`` (T, H, W; default: the built size)."""
+        t, h, w = input_size if input_size is not None else (self.num_frames, *self.crop)
+        clip = torch.randn(batch, self.channels, t, h, w, dtype=dtype)
+        if self.kind == "audio_visual":
+            audio = torch.randn(batch, 1, self.audio_frames, self.audio_mel_bins, dtype=dtype)
+            return (clip, audio)
+        return (clip,)
+
+
+def build_with_options(cls: Callable[..., nn.Module], model_name: str, **options) -> nn.Module:
+    """``cls(**options)``, turning an unknown option into a ConfigError that lists the valid ones."""
+    allowed = [name for name in inspect.signature(cls).parameters if name not in ("self",)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"model {model_name!r} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(allowed)}"
+        )
+    return cls(**options)
+
+
 def num_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
@@ -223,6 +330,10 @@ def ceil_div(a: int, b: int) -> int:
 
 
 __all__ = [
+    "InputSpec",
+    "PathwayStage",
+    "PathwayStems",
+    "ResBlock",
     "BN_EPS",
     "BN_MOMENTUM",
     "ConvBnAct",
@@ -230,6 +341,7 @@ __all__ = [
     "SqueezeExcite3d",
     "Swish",
     "batch_norm3d",
+    "build_with_options",
     "ceil_div",
     "checkpoint_flags",
     "checkpointed",
