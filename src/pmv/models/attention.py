@@ -1,0 +1,108 @@
+"""Attention helpers shared by the transformer models (MViTv2, UniFormer).
+
+* ``multi_head_attention``: one entry point for softmax attention with an optional additive float bias, computed
+  either by ``torch.nn.functional.scaled_dot_product_attention`` (``impl="sdpa"``, picks flash / memory-efficient
+  kernels on GPU) or by the explicit ``softmax(q k^T * scale + bias) v`` (``impl="math"``, the reference).
+* Decomposed relative positions of MViTv2 (separate tables for T, H and W), turned into an additive bias so they can
+  go through SDPA as ``attn_mask``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION_IMPLS = ("sdpa", "math")
+
+
+def check_attention_impl(impl: str) -> str:
+    from pmv.errors import ConfigError
+
+    if impl not in ATTENTION_IMPLS:
+        raise ConfigError(f"attention_impl={impl!r} is not known; use one of {', '.join(ATTENTION_IMPLS)}")
+    return impl
+
+
+def multi_head_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    impl: str = "sdpa",
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """Softmax attention over ``(B, heads, N, head_dim)`` tensors, scale ``head_dim ** -0.5``.
+
+    ``bias`` (broadcastable to ``(B, heads, Nq, Nk)``) is added to the scaled logits before the softmax.
+    """
+    scale = q.shape[-1] ** -0.5
+    if impl == "sdpa":
+        if bias is not None:
+            bias = bias.to(q.dtype)  # SDPA wants the float mask in the query dtype (e.g. under autocast)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=scale)
+    if impl == "math":
+        logits = (q * scale) @ k.transpose(-2, -1)
+        if bias is not None:
+            logits = logits + bias
+        weights = logits.softmax(dim=-1)
+        if dropout > 0.0:
+            weights = F.dropout(weights, p=dropout)
+        return weights @ v
+    raise ValueError(f"unknown attention impl {impl!r}; use one of {ATTENTION_IMPLS}")
+
+
+def resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
+    """Linearly resample a ``(L, C)`` relative-position table to ``(length, C)`` (no-op when L == length)."""
+    if table.shape[0] == length:
+        return table
+    resized = F.interpolate(table.t().unsqueeze(0), size=length, mode="linear", align_corners=False)
+    return resized.squeeze(0).t()
+
+
+def rel_pos_table_length(q_size: int, k_size: int) -> int:
+    """Entries a decomposed rel-pos table needs along one axis: every offset between a query and a key."""
+    return 2 * max(q_size, k_size) - 1
+
+
+def rel_pos_indices(q_size: int, k_size: int, device: torch.device | None = None) -> torch.Tensor:
+    """``(q_size, k_size)`` indices into a table of ``rel_pos_table_length`` entries.
+
+    When query and key grids differ (pooled keys), coordinates of the coarser grid are stretched onto the finer
+    one so that an offset means the same physical distance in every block (MViTv2).
+    """
+    q_ratio = max(k_size / q_size, 1.0)
+    k_ratio = max(q_size / k_size, 1.0)
+    q_coords = torch.arange(q_size, device=device)[:, None] * q_ratio
+    k_coords = torch.arange(k_size, device=device)[None, :] * k_ratio
+    return (q_coords - k_coords + (k_size - 1) * k_ratio).long()
+
+
+def decomposed_rel_pos_bias(
+    q: torch.Tensor,
+    q_shape: tuple[int, int, int],
+    k_shape: tuple[int, int, int],
+    rel_pos_t: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+) -> torch.Tensor:
+    """MViTv2 decomposed relative-position term as an additive attention bias.
+
+    ``q``: ``(B, heads, Tq*Hq*Wq, C)`` queries of the grid tokens only (no cls token), unscaled.
+    Returns ``(B, heads, Tq*Hq*Wq, Tk*Hk*Wk)``: ``q . R_t[t_q, t_k] + q . R_h[h_q, h_k] + q . R_w[w_q, w_k]``.
+    Tables whose length does not fit the grids are linearly resampled (so other input sizes work).
+    """
+    (qt, qh, qw), (kt, kh, kw) = q_shape, k_shape
+    batch, heads, _, dim = q.shape
+    r_t = resize_rel_pos(rel_pos_t, rel_pos_table_length(qt, kt))[rel_pos_indices(qt, kt, q.device)]
+    r_h = resize_rel_pos(rel_pos_h, rel_pos_table_length(qh, kh))[rel_pos_indices(qh, kh, q.device)]
+    r_w = resize_rel_pos(rel_pos_w, rel_pos_table_length(qw, kw))[rel_pos_indices(qw, kw, q.device)]
+    grid_q = q.reshape(batch, heads, qt, qh, qw, dim)
+    bias_t = torch.einsum("bnthwc,tkc->bnthwk", grid_q, r_t.to(q.dtype))
+    bias_h = torch.einsum("bnthwc,hkc->bnthwk", grid_q, r_h.to(q.dtype))
+    bias_w = torch.einsum("bnthwc,wkc->bnthwk", grid_q, r_w.to(q.dtype))
+    bias = (
+        bias_t[..., :, None, None]
+        + bias_h[..., None, :, None]
+        + bias_w[..., None, None, :]
+    )
+    return bias.reshape(batch, heads, qt * qh * qw, kt * kh * kw)
