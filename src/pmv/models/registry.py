@@ -15,7 +15,10 @@ from pmv.errors import PmvError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # Family modules imported on first use of the registry, so registration needs no import by the caller.
-FAMILY_MODULES: list[str] = []
+FAMILY_MODULES: list[str] = [
+    "pmv.models.mvit",
+    "pmv.models.uniformer",
+]
 
 
 class UnknownModelError(PmvError, KeyError):
