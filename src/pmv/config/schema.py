@@ -110,6 +110,7 @@ class TrainConfig:
     precise_bn_batches: int = 200  # BN.NUM_BATCHES_PRECISE
     eval_period: int = 1  # TRAIN.EVAL_PERIOD (epochs)
     checkpoint_period: int = 1  # TRAIN.CHECKPOINT_PERIOD (epochs)
+    checkpoint_steps: int = 0  # (no seed option) also checkpoint every N optimizer steps inside an epoch; 0 = off
     keep_last: int = 3  # checkpoints kept besides the best
     auto_resume: bool = True  # TRAIN.AUTO_RESUME
     output_dir: str = "runs/default"  # OUTPUT_DIR
