@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 import av
 
@@ -47,56 +48,77 @@ def _check_data_present(container, path: str, size_bytes: int) -> None:
         )
 
 
+def _first_frame_rotation(path: str) -> int:
+    # Containers without an mp4 track header (WebM, MKV): the rotation is known once a frame is decoded.
+    container = open_input(path)
+    try:
+        for frame in container.decode(video=0):
+            return int(frame.rotation) % 360
+    except av.error.FFmpegError:
+        return 0
+    finally:
+        container.close()
+    return 0
+
+
+def metadata_from_container(container, stream, path: str, size_bytes: int) -> VideoMetadata:
+    """Metadata of ``stream`` in an open container; the frame count is the container's (0 when unknown)."""
+    context = stream.codec_context
+    time_base = stream.time_base
+    rotation = mp4_rotation(path)
+    if rotation is None:
+        rotation = _first_frame_rotation(path)
+    coded_width, coded_height = context.width, context.height
+    width, height = (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    start_time = _seconds(stream.start_time, time_base)
+    duration = _seconds(stream.duration, time_base)
+    if not duration and container.duration:
+        duration = container.duration / av.time_base - start_time
+    _check_data_present(container, path, size_bytes)
+    num_frames = max(int(stream.frames or 0), 0)
+    audio = container.streams.audio[0] if container.streams.audio else None
+    bit_rate = stream.bit_rate if getattr(stream, "bit_rate", None) else (container.bit_rate or 0)
+    return VideoMetadata(
+        path=path,
+        width=width,
+        height=height,
+        coded_width=coded_width,
+        coded_height=coded_height,
+        rotation=rotation,
+        fps=fps,
+        num_frames=num_frames,
+        duration=duration,
+        start_time=start_time,
+        codec=context.name,
+        has_audio=audio is not None,
+        audio_sample_rate=int(audio.codec_context.sample_rate) if audio is not None else 0,
+        audio_channels=int(audio.codec_context.channels) if audio is not None else 0,
+        bit_rate=int(bit_rate or 0),
+        size_bytes=size_bytes,
+    )
+
+
 def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoMetadata:
     """The metadata of the video at ``path``, read from the container without decoding any frame.
 
     The frame count comes from the container's index (mp4) or, where the container does not store one (WebM,
     say) or ``count_frames=True``, from counting packets. Raises a ``VideoError`` subclass naming the path and
     the reason when the file is missing, empty, not media, has no video stream, or its index is cut off.
+    The rotation comes from the mp4/mov track header; other containers (WebM, MKV) have one frame decoded
+    to learn it.
     """
     path = os.fspath(path)
     size_bytes = check_file(path)
     container = open_input(path)
     try:
         stream = video_stream(container, path)
-        context = stream.codec_context
-        time_base = stream.time_base
-        rotation = mp4_rotation(path)
-        if rotation is None:
-            rotation = 0
-        coded_width, coded_height = context.width, context.height
-        width, height = (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        start_time = _seconds(stream.start_time, time_base)
-        duration = _seconds(stream.duration, time_base)
-        if not duration and container.duration:
-            duration = container.duration / av.time_base - start_time
-        _check_data_present(container, path, size_bytes)
-        num_frames = stream.frames
-        if count_frames or num_frames <= 0:
-            num_frames = count_packets(container, stream, path)
-        if num_frames <= 0 and duration and fps:
-            num_frames = int(round(duration * fps))
-        audio = container.streams.audio[0] if container.streams.audio else None
-        bit_rate = stream.bit_rate if getattr(stream, "bit_rate", None) else (container.bit_rate or 0)
-        return VideoMetadata(
-            path=path,
-            width=width,
-            height=height,
-            coded_width=coded_width,
-            coded_height=coded_height,
-            rotation=rotation,
-            fps=fps,
-            num_frames=int(num_frames),
-            duration=duration,
-            start_time=start_time,
-            codec=context.name,
-            has_audio=audio is not None,
-            audio_sample_rate=int(audio.codec_context.sample_rate) if audio is not None else 0,
-            audio_channels=int(audio.codec_context.channels) if audio is not None else 0,
-            bit_rate=int(bit_rate or 0),
-            size_bytes=size_bytes,
-        )
+        metadata = metadata_from_container(container, stream, path, size_bytes)
+        if count_frames or metadata.num_frames <= 0:
+            count = count_packets(container, stream, path)
+            if count > 0:
+                metadata = replace(metadata, num_frames=count)
+        return metadata
     finally:
         container.close()
