@@ -16,6 +16,7 @@ from pmv.video.errors import (
 )
 from pmv.video.metadata import VideoMetadata
 from pmv.video.probe import probe
+from pmv.video.reader import VideoReader, read_frames
 
 __all__ = [
     "CorruptVideoError",
@@ -27,5 +28,7 @@ __all__ = [
     "VideoError",
     "VideoMetadata",
     "VideoNotFoundError",
+    "VideoReader",
     "probe",
+    "read_frames",
 ]

@@ -32,6 +32,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from pmv.video._pyav import REDOWNLOAD_HINT, check_file, open_input, video_stream
+from pmv.video.audio import read_audio
 from pmv.video.errors import CorruptVideoError, FrameIndexError, VideoError
 from pmv.video.metadata import VideoMetadata
 from pmv.video.probe import metadata_from_container
@@ -284,6 +285,15 @@ class VideoReader:
             return self._metadata.height, self._metadata.width
         width, height = self._out_size
         return (width, height) if self._metadata.rotation in (90, 270) else (height, width)
+
+    # -- audio ------------------------------------------------------------------------------------------
+    def get_audio(self, start_s: float, end_s: float, sample_rate: int = 16000) -> torch.Tensor:
+        """Mono float32 waveform of ``[start_s, end_s)`` seconds (the clock of ``frame_times``) at
+        ``sample_rate``; ``round((end_s - start_s) * sample_rate)`` samples, zeros where the track has none.
+        Raises NoAudioStreamError when the file has no audio."""
+        if self._container is None:
+            raise VideoError(self.path, "the reader is closed")
+        return read_audio(self._container, self.path, float(start_s), float(end_s), int(sample_rate))
 
     # -- frames -----------------------------------------------------------------------------------------
     def get_frames(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> torch.Tensor:

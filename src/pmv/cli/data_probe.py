@@ -1,0 +1,53 @@
+"""`pmv data probe FILE... [--json]`: print what each video is, read from its container (no decoding)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pmv.video import VideoError, probe
+
+_COLUMNS = [
+    ("file", lambda m: m.path),
+    ("HxW", lambda m: f"{m.height}x{m.width}"),
+    ("orient", lambda m: m.orientation),
+    ("rot", lambda m: str(m.rotation)),
+    ("fps", lambda m: f"{m.fps:.3f}".rstrip("0").rstrip(".")),
+    ("frames", lambda m: str(m.num_frames)),
+    ("seconds", lambda m: f"{m.duration:.3f}"),
+    ("codec", lambda m: m.codec),
+    ("audio", lambda m: f"{m.audio_sample_rate} Hz x{m.audio_channels}" if m.has_audio else "-"),
+    ("MB", lambda m: f"{m.size_bytes / 1e6:.2f}"),
+]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="video files to describe")
+    parser.add_argument("--json", action="store_true", help="print one JSON list of objects instead of a table")
+    parser.add_argument(
+        "--count-frames", action="store_true",
+        help="count frames by reading every packet (slower; exact where the container stores no count)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    results, failures = [], []
+    for path in args.files:
+        try:
+            results.append(probe(path, count_frames=args.count_frames))
+        except VideoError as err:
+            failures.append(err)
+    if args.json:
+        records = [m.to_dict() for m in results]
+        records += [{"path": err.path, "error": err.reason, "error_type": type(err).__name__} for err in failures]
+        print(json.dumps(records, indent=2))
+    else:
+        rows = [[name for name, _ in _COLUMNS]] + [[get(m) for _, get in _COLUMNS] for m in results]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+        for row in rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        for err in failures:
+            print(f"pmv: error: {err}", file=sys.stderr)
+    # Exit 1 when some file could not be probed, so scripts notice.
+    return 1 if failures else 0
