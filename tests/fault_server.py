@@ -26,11 +26,13 @@ from pathlib import Path
 @dataclass
 class Serve:
     """Serve ``data``; honours ``Range: bytes=N-`` with a 206 unless ``ranges`` is "ignore" (full 200) or
-    "wrong" (a 206 whose Content-Range starts at the wrong byte)."""
+    "wrong" (a 206 whose Content-Range starts at the wrong byte). ``pause`` seconds between the two halves of
+    the body keep a download in flight (for kill and interrupt tests)."""
 
     data: bytes
     content_type: str = "video/mp4"
     ranges: str = "honour"
+    pause: float = 0.0
 
 
 @dataclass
@@ -151,6 +153,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if step.pause:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            time.sleep(step.pause)
+            body = body[len(body) // 2 :]
         self.wfile.write(body)
 
     def _partial_headers(self, data: bytes):
@@ -175,13 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_drip(self, step: Drip):
         self._partial_headers(step.data)
-        deadline = time.monotonic() + step.seconds
+        started = time.monotonic()
         for offset in range(0, len(step.data), step.chunk):
             self.wfile.write(step.data[offset : offset + step.chunk])
             self.wfile.flush()
-            if time.monotonic() + step.delay > deadline:
-                return
             time.sleep(step.delay)
+            if time.monotonic() - started >= step.seconds:
+                return  # give up dripping: the test only needs the client to time out
 
 
 class FaultServer:
