@@ -54,13 +54,9 @@ class VideoAggregator:
         self.scores = np.zeros((num_videos, num_classes), dtype=np.float64)
         self.view_counts = np.zeros(num_videos, dtype=np.int64)
         self.invalid = np.zeros(num_videos, dtype=bool)
-        self._seen: set[tuple[int, tuple]] = set()
+        self._keys: dict[int, set] = {}
 
-    def add(self, video_index: int, view_key: tuple, scores: np.ndarray) -> None:
-        key = (int(video_index), tuple(view_key))
-        if key in self._seen:
-            return
-        self._seen.add(key)
+    def _combine(self, video_index: int, scores: np.ndarray) -> None:
         if self.aggregation == "softmax_max":
             if self.view_counts[video_index] == 0:
                 self.scores[video_index] = scores
@@ -68,7 +64,26 @@ class VideoAggregator:
                 np.maximum(self.scores[video_index], scores, out=self.scores[video_index])
         else:
             self.scores[video_index] += scores
+
+    def add(self, video_index: int, view_key: tuple, scores: np.ndarray) -> None:
+        video_index, view_key = int(video_index), tuple(view_key)
+        keys = self._keys.setdefault(video_index, set())
+        if view_key in keys:
+            return
+        keys.add(view_key)
+        self._combine(video_index, scores)
         self.view_counts[video_index] += 1
+
+    def add_partial(self, video_index: int, view_keys: set, scores: np.ndarray, count: int) -> None:
+        """Merge another process's partial result for a video (``count`` views combined into ``scores``)."""
+        if count <= 0:
+            return
+        self._keys.setdefault(int(video_index), set()).update(view_keys)
+        self._combine(int(video_index), scores)
+        self.view_counts[video_index] += count
+
+    def keys_by_video(self) -> dict[int, set]:
+        return self._keys
 
     def mark_invalid(self, video_index: int) -> None:
         self.invalid[int(video_index)] = True

@@ -1,0 +1,51 @@
+"""`pmv train --config RECIPE.yaml [section.key=value ...]`: train a model (one process, or many under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="recipe YAML, e.g. configs/pmv400/x3d_m/default.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="config overrides, e.g. train.epochs=5 data.root=/data/PMV")
+    parser.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint (default: the newest valid "
+                        "checkpoint in train.output_dir, when train.auto_resume)")
+    parser.add_argument("--output-dir", metavar="DIR", help="same as train.output_dir=DIR")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto: this rank's GPU when CUDA is available")
+    parser.add_argument("--test", action="store_true",
+                        help="after training, run the recipe's multi-view test with the best (or last) checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pmv.config import load_config
+    from pmv.engine import distributed
+    from pmv.engine.evaluator import evaluate_checkpoint
+    from pmv.engine.trainer import train
+
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"train.output_dir={args.output_dir}")
+    config = load_config(args.config, overrides)
+    try:
+        result = train(config, resume=args.resume, device=args.device)
+        rank0 = distributed.setup(args.device).is_main
+        if rank0:
+            best = f", best val top-1 {result.best_metric:.2f}%" if result.best_metric is not None else ""
+            print(f"trained {result.epochs} epochs ({result.global_step} steps){best}")
+            print(f"run folder: {result.output_dir}")
+            if result.last_checkpoint:
+                print(f"last checkpoint: {result.last_checkpoint}")
+        if args.test:
+            checkpoint = result.best_checkpoint or result.last_checkpoint
+            checkpoint = distributed.broadcast_object(str(checkpoint) if checkpoint else None)
+            if checkpoint:
+                report = evaluate_checkpoint(checkpoint, device=args.device)
+                if rank0:
+                    from pmv.cli.test import print_report
+
+                    print_report(report)
+    finally:
+        distributed.cleanup()
+    return 0
