@@ -18,6 +18,9 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 FAMILY_MODULES: list[str] = [
     "pmv.models.mvit",
     "pmv.models.uniformer",
+    "pmv.models.x3d",
+    "pmv.models.slowfast",
+    "pmv.models.tiny",
 ]
 
 

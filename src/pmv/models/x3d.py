@@ -101,6 +101,7 @@ class X3D(nn.Module):
         checkpoint_blocks: list[int] | None = None,
     ):
         super().__init__()
+        self.num_classes = num_classes
         self.input_spec = InputSpec(kind="clip", num_frames=input_size[0], crop=(input_size[1], input_size[2]))
         dim_stem = round_width(dim_c1, width_factor)
         self.s1 = PathwayStems([X3DStem(3, dim_stem)])
