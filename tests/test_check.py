@@ -1,0 +1,113 @@
+"""`pmv data check` gives the right verdict for good, broken, odd and missing files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from media import corrupt_middle, make_audio_only, make_video, truncate
+
+from pmv.cli.main import main
+from pmv.data.check import ClipNeed, check_videos
+
+CLIP = ["--num-frames", "4", "--sampling-rate", "4"]  # one clip = 16 frames
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> tuple[Path, dict[str, tuple[int, str]]]:
+    """A folder of test videos and a list naming them (plus one that is not there); name -> (label, verdict)."""
+    root = tmp_path_factory.mktemp("videos")
+    good = make_video(root / "good.mp4", num_frames=30, height=64, width=36, index_in_pixels=False)
+    make_video(root / "with_audio.mp4", num_frames=30, height=64, width=36, audio=True)
+    make_video(root / "rotated.mp4", num_frames=30, height=64, width=36, rotation=90)
+    make_video(root / "landscape.mp4", num_frames=30, height=36, width=64)
+    make_video(root / "short.mp4", num_frames=10, height=64, width=36)
+    faststart = make_video(root / "faststart_src.mp4", num_frames=30, height=64, width=36, faststart=True, index_in_pixels=False)
+    truncate(good, root / "cut_index.mp4", keep_fraction=0.6)
+    truncate(faststart, root / "cut_data.mp4", keep_fraction=0.6)
+    faststart.unlink()
+    corrupt_middle(good, root / "damaged.mp4", at_fraction=0.4, length=2000)
+    make_audio_only(root / "audio_only.mp4")
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("this is not a video\n" * 50)
+    verdicts = {
+        "good.mp4": "ok",
+        "with_audio.mp4": "ok",
+        "rotated.mp4": "ok",
+        "landscape.mp4": "ok",
+        "short.mp4": "short",
+        "cut_index.mp4": "corrupt",
+        "cut_data.mp4": "corrupt",
+        "damaged.mp4": "corrupt",  # with --deep; probing alone cannot see it
+        "audio_only.mp4": "no_video",
+        "empty.mp4": "empty",
+        "text.mp4": "unreadable",
+        "gone.mp4": "missing",
+    }
+    listed = {name: (k % 3, verdict) for k, (name, verdict) in enumerate(verdicts.items())}
+    return root, listed
+
+
+def _write_list(path: Path, listed: dict[str, tuple[int, str]]) -> Path:
+    path.write_text("\n".join(f"{name},{label}" for name, (label, _) in listed.items()))
+    return path
+
+
+def test_deep_check_of_a_list_gives_each_verdict(folder, tmp_path, capsys):
+    root, listed = folder
+    list_file = _write_list(tmp_path / "train_x.csv", listed)
+    out = tmp_path / "report"
+    argv = ["data", "check", "--list", str(list_file), "--root", str(root), "--deep", "--workers", "2", "--out", str(out), "--no-progress"]
+    assert main(argv + CLIP) == 1  # some videos are unusable
+    printed = capsys.readouterr().out
+    assert "train_x: 5 of 12 usable" in printed and "usable" in printed
+    report = json.loads((out / "report.json").read_text())
+    got = {video["name"]: video for video in report["videos"]}
+    assert {name: video["status"] for name, video in got.items()} == {name: v for name, (_, v) in listed.items()}
+    assert got["rotated.mp4"]["rotation"] == 90 and got["rotated.mp4"]["orientation"] == "portrait"
+    assert (got["rotated.mp4"]["height"], got["rotated.mp4"]["width"]) == (64, 36)
+    assert got["landscape.mp4"]["orientation"] == "landscape"
+    assert got["with_audio.mp4"]["has_audio"] and not got["good.mp4"]["has_audio"]
+    assert got["good.mp4"]["decoded_frames"] == 30 and got["good.mp4"]["fps"] == 30
+    assert report["summary"]["orientation"] == {"portrait": 5, "landscape": 1}  # of the files with a readable stream
+    assert report["summary"]["rotation"] == {"0": 5, "90": 1}
+    clean = (out / "train_x_clean.csv").read_text().splitlines()
+    assert clean == [f"{name},{label}" for name, (label, v) in listed.items() if v in ("ok", "short")]
+    for png in ("duration.png", "fps.png", "resolution.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_probe_only_check_misses_mid_file_damage_but_drops_short_on_request(folder, tmp_path):
+    root, listed = folder
+    entries = [(name, str(root / name), label) for name, (label, _) in listed.items() if name in ("damaged.mp4", "short.mp4", "good.mp4")]
+    report = check_videos(entries, ClipNeed(num_frames=4, sampling_rate=4), workers=1, progress=False)
+    assert {v.name: v.status for v in report.videos} == {"good.mp4": "ok", "short.mp4": "short", "damaged.mp4": "ok"}
+    # At a target rate of 15 fps, the 1 s videos hold 15 frames: one clip of 16 no longer fits.
+    slow = check_videos(entries[:1], ClipNeed(num_frames=4, sampling_rate=4, target_fps=15), workers=1, progress=False)
+    assert slow.videos[0].status == "short"
+
+
+def test_config_checks_every_split_and_probes_shared_videos_once(folder, tmp_path, capsys):
+    root, listed = folder
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    good = {name: entry for name, entry in listed.items() if entry[1] == "ok"}
+    _write_list(lists / "train_small.csv", {**good, "gone.mp4": listed["gone.mp4"]})
+    _write_list(lists / "val_small.csv", dict(list(good.items())[:2]))
+    _write_list(lists / "test_small.csv", dict(list(good.items())[:2]))
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"data:\n  list_dir: {lists}\n  subset: _small\n  root: {root}\n  num_frames: 4\n  sampling_rate: 4\n")
+    out = tmp_path / "report"
+    assert main(["data", "check", "--config", str(config), "--out", str(out), "--no-plots", "--workers", "1", "--no-progress"]) == 1
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["videos"]) == len(good) + 1  # val and test share their videos with train
+    assert report["summary"]["per_list"]["train_small"]["missing"] == 1
+    assert (out / "val_small_clean.csv").read_text().splitlines() == [f"{n},{good[n][0]}" for n in list(good)[:2]]
+    assert "missing" in capsys.readouterr().out
+    assert not list(out.glob("*.png"))
+
+
+def test_nothing_to_check_is_a_clean_error(tmp_path, capsys):
+    assert main(["data", "check", "--out", str(tmp_path)]) == 2
+    assert "say what to check" in capsys.readouterr().err
