@@ -1,0 +1,430 @@
+"""Datasets of clips: training (one random clip per video), testing (video x temporal x spatial views) and the
+view sweep (every view of a video from one decode).
+
+Items are dicts of tensors and plain values (see each builder). The spatial pipeline follows the seed
+(seed_code.md 2.2 and 2.4), built from :mod:`pmv.data.transforms`:
+
+* train: RandAugment (if ``transform.randaugment``) on the full decoded frames -> short-side jitter (auto-adjusted
+  for rectangular crops if asked) and a random (rect) crop, or an Inception-style crop when
+  ``transform.scale_relative``/``aspect_relative`` are set -> flip -> normalise -> random erasing. Resize, crop and
+  RandAugment are evaluated in one sampling pass at the crop's pixels only (no full-frame resize).
+* test: short side ``test.short_side`` (auto-adjusted if ``test.auto_adjust``) done by the decoder -> crop
+  ``test.crop`` at index 0/1/2 along the long side (top/centre/bottom of a portrait frame) -> normalise.
+
+Broken videos never crash training: the first failure of a video is logged (WARNING) with its reason, counted in
+``failures`` and ``failed``, and the item is replaced by another video drawn from the item's generator. In test,
+a broken video gives ``valid=False`` and a zero clip of the right shape, so every view is still accounted for.
+``failures`` is shared by data-loader workers (forked or spawned); ``failed`` (path -> reason) holds the failures
+this process has seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+from typing import Optional, Sequence
+
+import av
+import torch
+from torch.utils.data import Dataset
+
+from pmv.config.schema import DataConfig, TestConfig, TransformConfig
+from pmv.data import sampling
+from pmv.data.annotations import SplitAnnotations, load_split
+from pmv.data.audio import clip_log_mel, silent_log_mel
+from pmv.data.transforms import functional as TF
+from pmv.data.transforms.randaugment import evaluate_augmented, parse_randaugment, sample_augment_ops, sample_frames
+from pmv.errors import ConfigError, DataError
+from pmv.video.errors import NoAudioStreamError, VideoError
+from pmv.video.reader import VideoReader
+
+logger = logging.getLogger(__name__)
+
+# What a broken video raises while being read: our typed errors, and whatever FFmpeg or the OS let through.
+DECODE_ERRORS = (VideoError, av.error.FFmpegError, OSError, EOFError)
+MAX_REPLACEMENTS = 20  # consecutive broken videos before training gives up (the data root is probably wrong)
+
+
+def _seed_from(generator: Optional[torch.Generator]) -> int:
+    return int(torch.randint(0, 2**62, (), generator=generator).item())
+
+
+class ClipDataset(Dataset):
+    """Common part: the split's videos, labels, class names, and failure bookkeeping."""
+
+    def __init__(self, annotations: SplitAnnotations, data: DataConfig):
+        if not annotations.paths:
+            raise DataError(f"{annotations.list_file} lists no videos")
+        self.split = annotations.split
+        self.list_file = annotations.list_file
+        self.paths: list[str] = list(annotations.paths)
+        self.labels: list[int] = list(annotations.labels)
+        self.class_names: list[str] = list(annotations.class_names)
+        self.missing: list[str] = list(annotations.missing)
+        self.data = data
+        self.failed: dict[str, str] = {}
+        self._failure_count = multiprocessing.Value("i", 0)
+        # Items draw their randomness from this generator (set per worker by pmv.data.loader); None = torch's global.
+        self.generator: Optional[torch.Generator] = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.paths)
+
+    @property
+    def failures(self) -> int:
+        """How many distinct videos failed to decode, over all data-loader workers."""
+        return self._failure_count.value
+
+    def _record_failure(self, path: str, error: BaseException) -> None:
+        if path in self.failed:
+            return
+        reason = str(error) or type(error).__name__
+        self.failed[path] = reason
+        with self._failure_count.get_lock():
+            self._failure_count.value += 1
+        logger.warning("cannot decode %s (%s split): %s", path, self.split, reason)
+
+    def _item_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(_seed_from(self.generator))
+
+    def _audio(self, reader: VideoReader, start_s: float, end_s: float) -> torch.Tensor:
+        try:
+            waveform = reader.get_audio(start_s, end_s, self.data.audio_sample_rate)
+        except NoAudioStreamError:
+            return silent_log_mel(self.data)
+        return clip_log_mel(waveform, self.data)
+
+
+# ------------------------------------------------------------------------------------------------ train
+def _sample_grid(length: int, start: float, step: float) -> torch.Tensor:
+    """Source coordinates of ``length`` output pixels of a resize (``align_corners=False``): pixel ``j`` reads
+    ``start + (j + 0.5) * step - 0.5``."""
+    return start + (torch.arange(length, dtype=torch.float32) + 0.5) * step - 0.5
+
+
+class TrainClipTransform:
+    """Decoded frames (uint8 ``T x H x W x 3``) -> one augmented, normalised clip ``C x T x h x w``."""
+
+    def __init__(self, transform: TransformConfig, data: DataConfig):
+        self.config = transform
+        self.mean, self.std = data.mean, data.std
+        self.crop = TF._pair(transform.train_crop, "transform.train_crop")
+        self.policy = parse_randaugment(transform.randaugment) if transform.randaugment else None
+        self.inception = bool(transform.scale_relative or transform.aspect_relative)
+        if transform.interpolation not in ("bilinear", "bicubic"):
+            raise ConfigError(f"transform.interpolation must be bilinear or bicubic, got {transform.interpolation!r}")
+        low, high = transform.jitter_scales if len(transform.jitter_scales) == 2 else (0, 0)
+        if not self.inception and not 0 < low <= high:
+            raise ConfigError(f"transform.jitter_scales must be [min, max] with 0 < min <= max, got {transform.jitter_scales}")
+        if transform.erase_mode not in ("pixel", "rand", "const"):
+            raise ConfigError(f"transform.erase_mode must be pixel, rand or const, got {transform.erase_mode!r}")
+
+    def crop_box(self, height: int, width: int, generator: torch.Generator) -> tuple[float, float, float, float]:
+        """``(top, left, box_h, box_w)`` in source pixels of the region that becomes the output crop."""
+        config = self.config
+        if self.inception:
+            scale = config.scale_relative or [0.08, 1.0]
+            ratio = config.aspect_relative or [3.0 / 4.0, 4.0 / 3.0]
+            top, left, box_h, box_w = TF.inception_crop_box(height, width, scale, ratio, generator, switch_hw=True)
+            return float(top), float(left), float(box_h), float(box_w)
+        low, high = config.jitter_scales
+        if config.auto_adjust:
+            low, high = TF.adjust_jitter_scales(low, high, self.crop, (height, width))
+        size = TF.sample_jitter_scale(low, high, generator, config.inverse_uniform)
+        resized_h, resized_w = TF.short_side_resize_shape(height, width, size)
+        top, left = TF.random_crop_offsets(resized_h, resized_w, self.crop, generator)
+        scale_h, scale_w = height / resized_h, width / resized_w
+        return top * scale_h, left * scale_w, self.crop[0] * scale_h, self.crop[1] * scale_w
+
+    def __call__(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        height, width = frames.shape[1], frames.shape[2]
+        # RandAugment's ops are drawn first: the seed applies them to the full frames before any crop
+        ops = sample_augment_ops(self.policy, generator) if self.policy else []
+        top, left, box_h, box_w = self.crop_box(height, width, generator)
+        out_h, out_w = self.crop
+        ys = _sample_grid(out_h, top, box_h / out_h).view(-1, 1)
+        xs = _sample_grid(out_w, left, box_w / out_w).view(1, -1)
+        if ops:
+            values = evaluate_augmented(frames, ops, ys, xs, interpolation=self.config.interpolation)
+        else:
+            values = sample_frames(frames, ys, xs, mode=self.config.interpolation)
+        clip = values.permute(3, 0, 1, 2)  # C x T x h x w
+        if self.config.random_flip:
+            clip = TF.random_horizontal_flip(clip, generator)
+        clip = TF.normalize(clip, self.mean, self.std)
+        if self.config.erase_prob > 0:
+            clip = random_erase(clip, self.config.erase_prob, self.config.erase_mode, self.config.erase_count, generator)
+        return clip.contiguous()
+
+
+def random_erase(
+    clip: torch.Tensor, prob: float, mode: str, count: int, generator: torch.Generator,
+    min_area: float = 0.02, max_area: float = 1 / 3, min_aspect: float = 0.3,
+) -> torch.Tensor:
+    """Random erasing after normalisation, the same box on every frame (timm's ``cube`` erasing, as the seed
+    uses): with probability ``prob``, ``count`` boxes of 2-33 % of the area, aspect in [0.3, 3.3], filled with
+    per-pixel normal noise (``pixel``), one random colour per channel (``rand``) or zeros (``const``)."""
+    if TF.uniform(generator, 0.0, 1.0) >= prob:
+        return clip
+    channels, _, height, width = clip.shape
+    area = height * width
+    log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+    clip = clip.clone()
+    for _ in range(max(1, count)):
+        for _attempt in range(10):
+            target = TF.uniform(generator, min_area, max_area) * area
+            aspect = math.exp(TF.uniform(generator, *log_aspect))
+            box_h = int(round(math.sqrt(target * aspect)))
+            box_w = int(round(math.sqrt(target / aspect)))
+            if box_w < width and box_h < height:
+                top = TF.randint(generator, 0, height - box_h + 1)
+                left = TF.randint(generator, 0, width - box_w + 1)
+                region = clip[:, :, top : top + box_h, left : left + box_w]
+                if mode == "pixel":
+                    fill = torch.randn(region.shape, generator=generator)
+                elif mode == "rand":
+                    fill = torch.randn((channels, 1, 1, 1), generator=generator).expand_as(region)
+                else:
+                    fill = torch.zeros_like(region)
+                region.copy_(fill)
+                break
+    return clip
+
+
+class TrainClipDataset(ClipDataset):
+    """One random clip per video per visit; ``num_sample`` augmented copies from one decode."""
+
+    def __init__(self, annotations: SplitAnnotations, data: DataConfig, transform: TransformConfig):
+        super().__init__(annotations, data)
+        if transform.num_sample < 1:
+            raise ConfigError(f"transform.num_sample must be at least 1, got {transform.num_sample}")
+        self.transform_config = transform
+        self.transform = TrainClipTransform(transform, data)
+        self.num_sample = transform.num_sample
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _decode(self, index: int, generator: torch.Generator) -> dict:
+        data = self.data
+        path = self.paths[index]
+        reader_options = {"short_side": data.decode_short_side} if data.decode_short_side else {}
+        with VideoReader(path, data.backend, threads=1, **reader_options) as reader:
+            meta = reader.metadata
+            clip = sampling.train_clip(
+                reader.num_frames, data.num_frames, data.sampling_rate, meta.fps, data.target_fps, generator
+            )
+            frames = reader.get_frames(clip.indices)
+            audio = self._audio(reader, clip.start_s, clip.end_s) if data.audio else None
+        clips = [self.transform(frames, generator) for _ in range(self.num_sample)]
+        item = {
+            "clip": clips[0] if self.num_sample == 1 else torch.stack(clips),
+            "label": self.labels[index],
+            "index": index,
+        }
+        if audio is not None:
+            item["audio"] = audio
+        return item
+
+    def __getitem__(self, index: int) -> dict:
+        generator = self._item_generator()
+        for _ in range(MAX_REPLACEMENTS):
+            path = self.paths[index]
+            if path not in self.failed:
+                try:
+                    return self._decode(index, generator)
+                except DECODE_ERRORS as err:
+                    self._record_failure(path, err)
+            index = TF.randint(generator, 0, len(self.paths))
+        raise DataError(
+            f"{MAX_REPLACEMENTS} videos in a row from {self.list_file} could not be decoded "
+            f"(last: {self.paths[index]}: {self.failed.get(self.paths[index], '?')}); check data.root and the files"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ test
+class _TestDecoder:
+    """Reads frames at the test short side (resized by the decoder) and cuts the spatial views."""
+
+    def __init__(self, data: DataConfig, test: TestConfig):
+        self.data = data
+        self.test = test
+        self.crop = TF._pair(test.crop, "test.crop")
+        if test.num_spatial_views not in (1, 3):
+            raise ConfigError(f"test.num_spatial_views must be 1 or 3 (crops along the long side), got {test.num_spatial_views}")
+        if test.num_temporal_views < 1:
+            raise ConfigError(f"test.num_temporal_views must be at least 1, got {test.num_temporal_views}")
+        if test.spatial_index not in (0, 1, 2):
+            raise ConfigError(f"test.spatial_index must be 0, 1 or 2 (top/left, centre, bottom/right), got {test.spatial_index}")
+        self._sizes: dict[str, tuple[int, int]] = {}  # path -> decoded (H, W) at the test scale
+
+    def spatial_indices(self) -> list[int]:
+        return [0, 1, 2] if self.test.num_spatial_views == 3 else [self.test.spatial_index]
+
+    def _test_size(self, height: int, width: int) -> tuple[int, int]:
+        size = self.test.short_side
+        if self.test.auto_adjust:
+            size = TF.adjust_jitter_scales(size, size, self.crop, (height, width))[0]
+        return TF.short_side_resize_shape(height, width, size)
+
+    def open(self, path: str) -> VideoReader:
+        """A reader that returns frames already at the test size (exact shape: floor of the long side)."""
+        size = self._sizes.get(path)
+        if size is None:
+            reader = VideoReader(path, self.data.backend, threads=1)
+            meta = reader.metadata
+            size = self._test_size(meta.height, meta.width)
+            self._sizes[path] = size
+            if size == (meta.height, meta.width):
+                return reader
+            reader.close()
+        return VideoReader(path, self.data.backend, threads=1, size=size)
+
+    def clip_of(self, frames: torch.Tensor, spatial: int) -> torch.Tensor:
+        clip = TF.long_side_crop(TF.thwc_to_cthw(frames), self.crop, spatial)
+        return TF.normalize(clip, self.data.mean, self.data.std)
+
+    def empty_clip(self) -> torch.Tensor:
+        return torch.zeros(3, self.data.num_frames, *self.crop)
+
+    def clips_for_video(self, reader: VideoReader, temporal_views: Sequence[tuple[int, int]]):
+        """The clip samples of ``(num_views, view)`` pairs."""
+        data = self.data
+        return [
+            sampling.test_clip(
+                reader.num_frames, data.num_frames, data.sampling_rate, reader.metadata.fps, k, count,
+                data.target_fps, data.offset_sampling,
+            )
+            for count, k in temporal_views
+        ]
+
+
+class TestClipDataset(ClipDataset):
+    """Item ``i``: video ``i // (K * S)``, temporal view ``(i % (K * S)) // S``, spatial view ``i % S``."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, annotations: SplitAnnotations, data: DataConfig, test: TestConfig):
+        super().__init__(annotations, data)
+        self.test = test
+        self.decoder = _TestDecoder(data, test)
+        self.num_temporal_views = test.num_temporal_views
+        self.spatial_views = self.decoder.spatial_indices()
+        self.views_per_video = self.num_temporal_views * len(self.spatial_views)
+
+    def __len__(self) -> int:
+        return len(self.paths) * self.views_per_video
+
+    def __getitem__(self, index: int) -> dict:
+        video, rest = divmod(index, self.views_per_video)
+        temporal, spatial_slot = divmod(rest, len(self.spatial_views))
+        path = self.paths[video]
+        item = {
+            "label": self.labels[video],
+            "index": video,
+            "temporal_view": temporal,
+            "spatial_view": self.spatial_views[spatial_slot],
+            "valid": True,
+        }
+        try:
+            if path in self.failed:
+                raise DataError(self.failed[path])
+            with self.decoder.open(path) as reader:
+                (sample,) = self.decoder.clips_for_video(reader, [(self.num_temporal_views, temporal)])
+                frames = reader.get_frames(sample.indices)
+                audio = self._audio(reader, sample.start_s, sample.end_s) if self.data.audio else None
+            item["clip"] = self.decoder.clip_of(frames, item["spatial_view"])
+            if audio is not None:
+                item["audio"] = audio
+        except DECODE_ERRORS + (DataError,) as err:
+            self._record_failure(path, err)
+            item["clip"] = self.decoder.empty_clip()
+            item["valid"] = False
+            if self.data.audio:
+                item["audio"] = silent_log_mel(self.data)
+        return item
+
+
+class VideoViewsDataset(ClipDataset):
+    """One item per video with every clip of every view set, from one decode of the union of their frames."""
+
+    def __init__(
+        self, annotations: SplitAnnotations, data: DataConfig, test: TestConfig, temporal_view_counts: Sequence[int]
+    ):
+        super().__init__(annotations, data)
+        counts = [int(c) for c in temporal_view_counts]
+        if not counts or min(counts) < 1:
+            raise ConfigError(f"temporal view counts must be positive whole numbers, got {list(temporal_view_counts)}")
+        self.test = test
+        self.decoder = _TestDecoder(data, test)
+        self.temporal_view_counts = counts
+        spatial = self.decoder.spatial_indices()
+        self.view_table = torch.tensor(
+            [(count, k, s) for count in counts for k in range(count) for s in spatial], dtype=torch.long
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.view_table)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        item = {"views": self.view_table.clone(), "label": self.labels[index], "index": index, "valid": True}
+        try:
+            if path in self.failed:
+                raise DataError(self.failed[path])
+            temporal = sorted({(int(c), int(k)) for c, k, _ in self.view_table.tolist()})
+            with self.decoder.open(path) as reader:
+                samples = dict(zip(temporal, self.decoder.clips_for_video(reader, temporal)))
+                wanted = sorted({i for sample in samples.values() for i in sample.indices})
+                frames = reader.get_frames(wanted)
+            position = {frame: row for row, frame in enumerate(wanted)}
+            clips = []
+            for count, k, s in self.view_table.tolist():
+                rows = torch.tensor([position[i] for i in samples[(count, k)].indices])
+                clips.append(self.decoder.clip_of(frames.index_select(0, rows), s))
+            item["clips"] = torch.stack(clips)
+        except DECODE_ERRORS + (DataError,) as err:
+            self._record_failure(path, err)
+            item["clips"] = self.decoder.empty_clip().expand(len(self.view_table), -1, -1, -1, -1).clone()
+            item["valid"] = False
+        return item
+
+
+# ------------------------------------------------------------------------------------------------ builders
+def _annotations(data: DataConfig, split: str) -> SplitAnnotations:
+    annotations = load_split(data, split, check_files=True)
+    if annotations.missing:
+        # missing files are not silently dropped: they stay listed and count as failures when read
+        logger.warning(
+            "%s: %d listed videos are not on disk; they will be reported as failures", split, len(annotations.missing)
+        )
+    return annotations
+
+
+def build_train_dataset(data: DataConfig, transform: TransformConfig, split: str = "train") -> ClipDataset:
+    """Training clips: item = ``clip`` (C x T x H x W, or N x C x T x H x W with ``transform.num_sample = N > 1``),
+    ``label``, ``index`` (the video), and ``audio`` (1 x frames x mel) when ``data.audio``."""
+    return TrainClipDataset(_annotations(data, split), data, transform)
+
+
+def build_test_dataset(data: DataConfig, test: TestConfig, split: str = "test") -> ClipDataset:
+    """Test views: item = ``clip``, ``label``, ``index`` (the video), ``temporal_view``, ``spatial_view``, ``valid``."""
+    return TestClipDataset(_annotations(data, split), data, test)
+
+
+def build_video_views_dataset(
+    data: DataConfig, test: TestConfig, split: str = "test", temporal_view_counts: Sequence[int] = (1, 3, 5, 7, 10)
+) -> ClipDataset:
+    """Every view of every view set per video: item = ``clips`` (V x C x T x H x W), ``views`` (V x 3: number of
+    temporal views K, temporal index k, spatial index s), ``label``, ``index``, ``valid``."""
+    return VideoViewsDataset(_annotations(data, split), data, test, temporal_view_counts)
