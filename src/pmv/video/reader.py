@@ -42,6 +42,18 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("pyav",)
 
 
+def _enable_decoder_error_reports() -> None:
+    # PyAV silences FFmpeg's log by default, and with it the decoder's reports of damaged data that it
+    # conceals (H.264 "error while decoding MB ..."). At ERROR level they are counted (and logged as
+    # ``libav.*``), so a decode that met damage can raise instead of returning a concealed, wrong frame.
+    if av.logging.get_level() is None:
+        av.logging.set_level(av.logging.ERROR)
+
+
+def _ffmpeg_error_count() -> tuple[int, object]:
+    return av.logging.get_last_error()
+
+
 @dataclass(frozen=True)
 class FrameIndex:
     """Where each frame of a video stream is, from its packets (no decoding).
@@ -214,6 +226,7 @@ class VideoReader:
         self.size = tuple(int(s) for s in size) if size is not None else None
         self.threads = max(1, int(threads))
         self._container = None
+        _enable_decoder_error_reports()
         size_bytes = check_file(self.path)
         self._container = open_input(self.path)
         try:
@@ -372,6 +385,7 @@ class VideoReader:
         for slot, frame in enumerate(wanted.tolist()):
             slots.setdefault(frame, []).append(slot)
         frames = np.asarray(sorted(slots), dtype=np.int64)
+        errors_before, _ = _ffmpeg_error_count()
         try:
             for start, last, members in self._plan_runs(frames):
                 self._decode_run(start, last, members, slots, out)
@@ -379,6 +393,12 @@ class VideoReader:
             raise CorruptVideoError(
                 self.path, f"the video data is damaged, a wanted frame cannot be decoded: {err}", REDOWNLOAD_HINT
             ) from None
+        errors_after, last_error = _ffmpeg_error_count()
+        if errors_after != errors_before:
+            detail = f"{last_error[1]}: {last_error[2].strip()}" if last_error else "decoder error"
+            raise CorruptVideoError(
+                self.path, f"the video data is damaged, the decoder reported errors ({detail})", REDOWNLOAD_HINT
+            )
 
     def _decode_run(self, start: int, last: int, members: list[int], slots: dict, out: torch.Tensor) -> None:
         index, stream = self._index, self._stream
