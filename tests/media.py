@@ -19,6 +19,7 @@ Layout of an index frame (display orientation, H x W):
 from __future__ import annotations
 
 from fractions import Fraction
+import struct
 from pathlib import Path
 
 import av
@@ -33,6 +34,7 @@ __all__ = [
     "make_video",
     "read_index",
     "render_frame",
+    "trim_start_with_edit_list",
     "truncate",
 ]
 
@@ -284,3 +286,62 @@ def corrupt_middle(src, dst, *, at_fraction: float = 0.5, length: int = 4096, se
     data[start : start + length] = np.random.default_rng(seed).integers(0, 256, length, dtype=np.uint8).tobytes()
     Path(dst).write_bytes(bytes(data))
     return Path(dst)
+
+
+def _boxes(data: bytes, start: int, end: int):
+    offset = start
+    while offset + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        header = 8
+        if size == 1:
+            size, header = struct.unpack(">Q", data[offset + 8 : offset + 16])[0], 16
+        elif size == 0:
+            size = end - offset
+        yield kind, offset + header, offset + size
+        offset += size
+
+
+def trim_start_with_edit_list(src, dst, *, skip_frames: int, fps: int = 30) -> Path:
+    """Copy an mp4 made by ``make_video`` (constant rate ``fps``) to ``dst`` with its video edit list changed to
+    start ``skip_frames`` frames later, as editing apps trim a clip without re-encoding.
+
+    The skipped frames stay in the file (a decoder still needs their keyframe) but players, and a full
+    decode with FFmpeg, start at frame ``skip_frames``: its index becomes 0.
+    """
+    data = bytearray(Path(src).read_bytes())
+    movie_scale = None
+    for kind, payload, end in _boxes(data, 0, len(data)):
+        if kind != b"moov":
+            continue
+        for sub, sub_payload, sub_end in _boxes(data, payload, end):
+            if sub == b"mvhd":
+                version = data[sub_payload]
+                movie_scale = struct.unpack(">I", data[sub_payload + (20 if version else 12):][:4])[0]
+            if sub != b"trak":
+                continue
+            elst, media_scale, is_video = None, None, False
+            for box, box_payload, box_end in _boxes(data, sub_payload, sub_end):
+                if box == b"edts":
+                    for inner, inner_payload, _ in _boxes(data, box_payload, box_end):
+                        if inner == b"elst":
+                            elst = inner_payload
+                elif box == b"mdia":
+                    for inner, inner_payload, _ in _boxes(data, box_payload, box_end):
+                        if inner == b"mdhd":
+                            version = data[inner_payload]
+                            media_scale = struct.unpack(">I", data[inner_payload + (20 if version else 12):][:4])[0]
+                        elif inner == b"hdlr":
+                            is_video = data[inner_payload + 8 : inner_payload + 12] == b"vide"
+            if not is_video:
+                continue
+            if elst is None or data[elst] != 0 or movie_scale is None or media_scale is None:
+                raise ValueError(f"{src}: no version-0 edit list on the video track to change")
+            count = struct.unpack(">I", data[elst + 4 : elst + 8])[0]
+            entry = elst + 8 + 12 * (count - 1)  # the last entry holds the media (earlier ones are empty edits)
+            duration, media_time = struct.unpack(">Ii", data[entry : entry + 8])
+            duration -= skip_frames * movie_scale // fps
+            media_time += skip_frames * media_scale // fps
+            data[entry : entry + 8] = struct.pack(">Ii", duration, media_time)
+            Path(dst).write_bytes(bytes(data))
+            return Path(dst)
+    raise ValueError(f"{src}: no video track found")

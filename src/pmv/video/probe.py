@@ -78,6 +78,13 @@ def metadata_from_container(container, stream, path: str, size_bytes: int) -> Vi
         duration = container.duration / av.time_base - start_time
     _check_data_present(container, path, size_bytes)
     num_frames = max(int(stream.frames or 0), 0)
+    try:
+        # The mp4 index marks samples an edit list hides (a trimmed start); a full decode skips those.
+        entries = stream.index_entries
+        if len(entries):
+            num_frames = sum(1 for entry in entries if not entry.is_discard)
+    except (AttributeError, av.error.FFmpegError):
+        pass
     audio = container.streams.audio[0] if container.streams.audio else None
     bit_rate = stream.bit_rate if getattr(stream, "bit_rate", None) else (container.bit_rate or 0)
     return VideoMetadata(
