@@ -192,3 +192,23 @@ def test_missing_video_is_reported(dataset_dir, tmp_path):
     assert dataset.missing == [str(root / "videos" / "test_000_0000.mp4")]
     item = dataset[0]
     assert not item["valid"] and dataset.failures == 1
+
+
+def test_preview_cli_writes_a_png(dataset_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from pmv.cli.main import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "data: {num_frames: 4, sampling_rate: 2}\n"
+        "transform: {jitter_scales: [54, 64], train_crop: [80, 48], randaugment: rand-m7-n4-mstd0.5-inc1}\n"
+    )
+    out = tmp_path / "preview.png"
+    code = main(["data", "preview", str(recipe), f"data.list_dir={dataset_dir}", f"data.root={dataset_dir / 'videos'}",
+                 "--num", "3", "--frames", "2", "--out", str(out)])
+    assert code == 0 and "3 train clips" in capsys.readouterr().out
+    image = Image.open(out)
+    # 3 rows of 80-pixel crops; each row: full frame (80 x 45) + 2 crops of width 48
+    assert image.height >= 3 * 80 and image.width >= 45 + 2 * 48
+    assert main(["data", "preview", str(tmp_path / "none.yaml"), "--out", str(out)]) == 2
