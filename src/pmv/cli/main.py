@@ -26,6 +26,7 @@ class Command:
 
 # One line per command; keep the table sorted by group, then name.
 COMMANDS: list[Command] = [
+    Command("data", "preview", "pmv.cli.data_preview", "draw sampled training clips after augmentation to a PNG"),
     Command("data", "probe", "pmv.cli.data_probe", "print the metadata of video files (no decoding)"),
     Command("data", "synth", "pmv.cli.data_synth", "write a synthetic portrait-mode dataset (real mp4 files)"),
 ]
