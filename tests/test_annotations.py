@@ -127,3 +127,8 @@ def test_real_pmv400_lists():
     assert train.class_names[0] == "applying lip glaze"
     assert train.class_names[399] == "playing mahjong game"
     assert all(name == name.strip() for name in train.class_names)
+
+
+def test_absent_split_is_also_a_file_not_found_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="annotation list not found"):
+        load_split(DataConfig(list_dir=str(tmp_path)), "val")

@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 CLASS_NAMES_FILE = "class_name_mapping.csv"
 
 
+class AnnotationNotFoundError(DataError, FileNotFoundError):
+    """A list or class-name file does not exist (also a FileNotFoundError, so callers can skip an absent split)."""
+
+
 @dataclass
 class VideoList:
     """The rows of one list file, in file order."""
@@ -44,7 +48,7 @@ def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError(f"{what} not found: {path}") from None
+        raise AnnotationNotFoundError(f"{what} not found: {path}") from None
     except IsADirectoryError:
         raise DataError(f"{what} {path} is a folder, not a file") from None
     except UnicodeDecodeError as err:
