@@ -66,6 +66,7 @@ def metadata_from_container(container, stream, path: str, size_bytes: int) -> Vi
     context = stream.codec_context
     time_base = stream.time_base
     rotation = mp4_rotation(path)
+    is_iso_media = rotation is not None
     if rotation is None:
         rotation = _first_frame_rotation(path)
     coded_width, coded_height = context.width, context.height
@@ -78,13 +79,12 @@ def metadata_from_container(container, stream, path: str, size_bytes: int) -> Vi
         duration = container.duration / av.time_base - start_time
     _check_data_present(container, path, size_bytes)
     num_frames = max(int(stream.frames or 0), 0)
-    try:
-        # The mp4 index marks samples an edit list hides (a trimmed start); a full decode skips those.
+    if is_iso_media:
+        # The mp4 index lists every sample and marks those an edit list hides (a trimmed start), which a
+        # full decode skips. (Other containers' index entries are only seek points.)
         entries = stream.index_entries
         if len(entries):
             num_frames = sum(1 for entry in entries if not entry.is_discard)
-    except (AttributeError, av.error.FFmpegError):
-        pass
     audio = container.streams.audio[0] if container.streams.audio else None
     bit_rate = stream.bit_rate if getattr(stream, "bit_rate", None) else (container.bit_rate or 0)
     return VideoMetadata(

@@ -183,12 +183,10 @@ def _output_size(coded_width: int, coded_height: int, rotation: int, short_side,
         # ``size`` is the upright picture's H x W; the coded picture is turned by 90 degrees for 90/270.
         return (out_height, out_width) if rotation in (90, 270) else (out_width, out_height)
     if short_side is not None:
-        short = min(coded_width, coded_height)
-        scale = int(short_side) / short
-        width = int(short_side) if coded_width == short else max(1, int(round(coded_width * scale)))
-        height = int(short_side) if coded_height == short and coded_width != short else (
-            max(1, int(round(coded_height * scale))) if coded_height != short else int(short_side))
-        return width, height
+        side = int(short_side)
+        if coded_width <= coded_height:
+            return side, max(1, int(round(coded_height * side / coded_width)))
+        return max(1, int(round(coded_width * side / coded_height))), side
     return None
 
 
