@@ -215,7 +215,8 @@ def check_videos(
     bar = tqdm(total=len(tasks), desc="check --deep" if deep else "check", unit="video", disable=not progress)
     results: list[VideoCheck] = []
     try:
-        if workers == 1 or len(tasks) < 2:
+        # Probing takes about a millisecond a file: below a few dozen files a pool costs more than it saves.
+        if workers == 1 or len(tasks) < (4 if deep else 64):
             for task in tasks:
                 results.append(_check_task(task))
                 bar.update(1)
