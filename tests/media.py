@@ -98,9 +98,9 @@ def render_frame(index: int, height: int, width: int, *, index_in_pixels: bool =
 def read_index(frame_rgb) -> int:
     """The frame index drawn by ``render_frame`` into an upright ``H x W x 3`` RGB frame (numpy or torch).
 
-    Reads the mean brightness of the inner part of each cell, so compression noise and scaling do not matter.
-    Raises ValueError when the checksum does not match: the frame is not an index frame, or it is rotated
-    or flipped.
+    Reads the mean colour of the inner part of each cell, so compression noise and scaling do not matter.
+    Raises ValueError when a cell is not clearly black or white, or the checksum does not match: the frame
+    is not an index frame, or it is rotated or flipped.
     """
     array = np.asarray(frame_rgb)
     if array.ndim != 3 or array.shape[2] != 3:
@@ -115,7 +115,11 @@ def read_index(frame_rgb) -> int:
         # The middle half of the cell in each direction, away from edges blurred by the codec.
         ya, yb = int(y0 + (y1 - y0) / 4), max(int(y1 - (y1 - y0) / 4), int(y0 + (y1 - y0) / 4) + 1)
         xa, xb = int(x0 + (x1 - x0) / 4), max(int(x1 - (x1 - x0) / 4), int(x0 + (x1 - x0) / 4) + 1)
-        brightness = float(array[ya:yb, xa:xb].astype(np.float32).mean())
+        channels = array[ya:yb, xa:xb].reshape(-1, 3).astype(np.float32).mean(axis=0)
+        brightness = float(channels.mean())
+        # A cell is grey and clearly dark or bright; the colour gradients are neither.
+        if float(channels.max() - channels.min()) > 50 or 100 <= brightness <= 155:
+            raise ValueError(f"no valid frame index in this frame (cell {cell} is not black or white)")
         if brightness > 128:
             word |= 1 << cell
     index = word & MAX_INDEX

@@ -48,7 +48,8 @@ def open_input(path: str):
     """Open ``path`` for reading with PyAV; the caller closes the returned container."""
     check_file(path)
     try:
-        return av.open(path, mode="r", metadata_errors="ignore")
+        with av.logging.Capture(local=True):  # the error raised below says it; keep stderr quiet
+            return av.open(path, mode="r", metadata_errors="ignore")
     except av.error.FileNotFoundError:
         raise VideoNotFoundError(path, "no such file", "check the path and the data root") from None
     except (av.error.InvalidDataError, av.error.EOFError, av.error.FFmpegError, UnicodeDecodeError) as err:

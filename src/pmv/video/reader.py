@@ -384,13 +384,19 @@ class VideoReader:
             slots.setdefault(frame, []).append(slot)
         frames = np.asarray(sorted(slots), dtype=np.int64)
         errors_before, _ = _ffmpeg_error_count()
-        try:
-            for start, last, members in self._plan_runs(frames):
-                self._decode_run(start, last, members, slots, out)
-        except av.error.FFmpegError as err:
-            raise CorruptVideoError(
-                self.path, f"the video data is damaged, a wanted frame cannot be decoded: {err}", REDOWNLOAD_HINT
-            ) from None
+        # FFmpeg's messages about damaged data are collected here (and logged at debug level), not printed.
+        with av.logging.Capture(local=True) as messages:
+            try:
+                for start, last, members in self._plan_runs(frames):
+                    self._decode_run(start, last, members, slots, out)
+            except av.error.FFmpegError as err:
+                raise CorruptVideoError(
+                    self.path, f"the video data is damaged, a wanted frame cannot be decoded: {err}",
+                    REDOWNLOAD_HINT,
+                ) from None
+            finally:
+                for _level, name, message in messages[:20]:
+                    logger.debug("%s: ffmpeg %s: %s", self.path, name, message.strip())
         errors_after, last_error = _ffmpeg_error_count()
         if errors_after != errors_before:
             detail = f"{last_error[1]}: {last_error[2].strip()}" if last_error else "decoder error"

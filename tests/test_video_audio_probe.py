@@ -1,0 +1,93 @@
+"""Audio extraction, probe metadata, `pmv data probe`, and the test-media helpers themselves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from media import make_video, read_index, render_frame
+from pmv.cli.main import main
+from pmv.video import FrameIndexError, VideoReader, probe
+
+
+@pytest.fixture(scope="module")
+def tone_video(tmp_path_factory):
+    # A 440 Hz stereo tone at 44.1 kHz; the video starts 0.5 s after the audio.
+    path = tmp_path_factory.mktemp("audio") / "tone.mp4"
+    return make_video(path, num_frames=60, height=32, width=32, audio=True, audio_frequency=440.0,
+                      start_time=0.5, gop=30)
+
+
+def dominant_frequency(samples: np.ndarray, sample_rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.argmax(spectrum) * sample_rate / len(samples))
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 22050])
+def test_audio_is_the_tone_resampled_to_mono(tone_video, sample_rate):
+    with VideoReader(tone_video) as reader:
+        assert reader.metadata.has_audio
+        waveform = reader.get_audio(0.6, 1.6, sample_rate=sample_rate)
+    assert waveform.dtype == torch.float32 and waveform.shape == (sample_rate,)
+    samples = waveform.numpy()
+    assert dominant_frequency(samples, sample_rate) == pytest.approx(440.0, abs=2.0)
+    # Amplitude 0.5 on both channels: averaged to mono it stays 0.5, rms 0.5 / sqrt(2).
+    assert float(np.sqrt(np.mean(samples**2))) == pytest.approx(0.5 / np.sqrt(2), rel=0.03)
+    # In phase with the tone written at time t: sin(2 pi f t) from the start of the range.
+    expected = 0.5 * np.sin(2 * np.pi * 440.0 * (0.6 + np.arange(len(samples)) / sample_rate))
+    assert float(np.corrcoef(samples, expected)[0, 1]) > 0.98
+
+
+def test_audio_range_past_the_end_is_zero_padded(tone_video):
+    with VideoReader(tone_video) as reader:
+        end = 0.5 + 2.0  # audio lasts as long as the video: until 2.5 s
+        waveform = reader.get_audio(end - 0.5, end + 0.5, sample_rate=8000).numpy()
+        assert waveform.shape == (8000,)
+        assert np.abs(waveform[:3900]).max() > 0.4 and np.abs(waveform[4100:]).max() == 0.0
+        with pytest.raises(FrameIndexError):
+            reader.get_audio(1.0, 0.5)
+        # Audio and frames can be read in any order from one reader.
+        assert read_index(reader.get_frames([59])[0].numpy()) == 59
+        assert reader.get_audio(0.0, 0.25, sample_rate=16000).shape == (4000,)
+
+
+def test_probe_reads_metadata_without_decoding(tone_video):
+    meta = probe(tone_video)
+    assert (meta.width, meta.height, meta.rotation) == (32, 32, 0)
+    assert meta.fps == pytest.approx(30.0) and meta.num_frames == 60
+    assert meta.duration == pytest.approx(2.0, abs=0.04) and meta.start_time == pytest.approx(0.5)
+    assert meta.codec == "h264" and meta.has_audio
+    assert (meta.audio_sample_rate, meta.audio_channels) == (44100, 2)
+    assert meta.size_bytes == tone_video.stat().st_size and meta.orientation == "square"
+
+
+def test_cli_probe_json_and_table(tmp_path, tone_video, capsys):
+    portrait = make_video(tmp_path / "phone.mp4", num_frames=12, height=64, width=36, rotation=-90)
+    missing = tmp_path / "missing.mp4"
+    assert main(["data", "probe", str(portrait), str(tone_video), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in records] == [str(portrait), str(tone_video)]
+    assert records[0]["height"] == 64 and records[0]["width"] == 36 and records[0]["rotation"] == 270
+    assert records[0]["orientation"] == "portrait" and records[0]["num_frames"] == 12
+    assert records[1]["has_audio"] is True
+    # A table; a file that cannot be probed is reported and makes the exit status 1.
+    assert main(["data", "probe", str(portrait), str(missing)]) == 1
+    captured = capsys.readouterr()
+    assert "64x36" in captured.out and "portrait" in captured.out
+    assert "missing.mp4" in captured.err and "no such file" in captured.err
+    assert main(["data", "probe", str(missing), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)[0]["error_type"] == "VideoNotFoundError"
+
+
+def test_media_index_survives_encoding_and_rejects_a_turned_frame():
+    for index in [0, 1, 2, 1234, 4095]:
+        picture = render_frame(index, 64, 48)
+        assert read_index(picture) == index
+        for turned in (np.rot90(picture, 1), np.rot90(picture, 2), picture[::-1]):
+            with pytest.raises(ValueError):
+                read_index(np.ascontiguousarray(turned))
+    with pytest.raises(ValueError):
+        read_index(np.full((64, 48, 3), 128, dtype=np.uint8))
