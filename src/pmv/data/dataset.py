@@ -114,6 +114,10 @@ class TrainClipTransform:
     def __init__(self, transform: TransformConfig, data: DataConfig):
         self.config = transform
         self.mean, self.std = data.mean, data.std
+        if not len(data.mean) == len(data.std) == 3:
+            raise ConfigError(f"data.mean and data.std need 3 values (R, G, B), got {data.mean} and {data.std}")
+        self._mean_255 = torch.tensor(data.mean, dtype=torch.float32) * 255.0
+        self._inv_std_255 = 1.0 / (torch.tensor(data.std, dtype=torch.float32) * 255.0)
         self.crop = TF._pair(transform.train_crop, "transform.train_crop")
         self.policy = parse_randaugment(transform.randaugment) if transform.randaugment else None
         self.inception = bool(transform.scale_relative or transform.aspect_relative)
@@ -154,13 +158,14 @@ class TrainClipTransform:
             values = evaluate_augmented(frames, ops, ys, xs, interpolation=self.config.interpolation)
         else:
             values = sample_frames(frames, ys, xs, mode=self.config.interpolation)
-        clip = values.permute(3, 0, 1, 2)  # C x T x h x w
-        if self.config.random_flip:
-            clip = TF.random_horizontal_flip(clip, generator)
-        clip = TF.normalize(clip, self.mean, self.std)
+        # normalise in place while channels are last (one pass, no new tensor), then one copy to C x T x h x w
+        values.sub_(self._mean_255).mul_(self._inv_std_255)
+        if self.config.random_flip and TF.uniform(generator, 0.0, 1.0) < 0.5:
+            values = values.flip(2)
+        clip = values.permute(3, 0, 1, 2).contiguous()
         if self.config.erase_prob > 0:
             clip = random_erase(clip, self.config.erase_prob, self.config.erase_mode, self.config.erase_count, generator)
-        return clip.contiguous()
+        return clip
 
 
 def random_erase(
@@ -169,13 +174,13 @@ def random_erase(
 ) -> torch.Tensor:
     """Random erasing after normalisation, the same box on every frame (timm's ``cube`` erasing, as the seed
     uses): with probability ``prob``, ``count`` boxes of 2-33 % of the area, aspect in [0.3, 3.3], filled with
-    per-pixel normal noise (``pixel``), one random colour per channel (``rand``) or zeros (``const``)."""
+    per-pixel normal noise (``pixel``), one random colour per channel (``rand``) or zeros (``const``).
+    Works in place on ``clip`` (C x T x H x W) and returns it."""
     if TF.uniform(generator, 0.0, 1.0) >= prob:
         return clip
     channels, _, height, width = clip.shape
     area = height * width
     log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
-    clip = clip.clone()
     for _ in range(max(1, count)):
         for _attempt in range(10):
             target = TF.uniform(generator, min_area, max_area) * area

@@ -91,6 +91,7 @@ class SynthOptions:
     seed: int = 0
     workers: int = 1
     crf: int = 23  # x264 quality
+    gop: int = 0  # frames between keyframes; 0 = one per second (phone videos often use about 250)
 
     def per_split(self) -> dict[str, int]:
         return {"train": self.train_per_class, "val": self.val_per_class, "test": self.test_per_class}
@@ -173,6 +174,8 @@ def _validate(options: SynthOptions) -> None:
         raise DataError(f"size {height}x{width} (H x W) is not portrait: the height must exceed the width")
     if height % 2 or width % 2 or width < 32:
         raise DataError(f"size {height}x{width} must have even sides (H.264 yuv420p) and a width of at least 32")
+    if options.gop < 0:
+        raise DataError(f"gop must be >= 0 (0 = one keyframe per second), got {options.gop}")
     if options.fps <= 0 or options.duration <= 0:
         raise DataError(f"fps ({options.fps}) and duration ({options.duration}) must be positive")
     if round(options.duration * options.fps) < 2:
@@ -327,7 +330,7 @@ def _encode(path: Path, frames: np.ndarray, audio: np.ndarray, options: SynthOpt
                 options={
                     "preset": "veryfast",
                     "crf": str(options.crf),
-                    "g": str(options.fps),
+                    "g": str(options.gop or options.fps),
                     "threads": "1",
                     "x264-params": "mbtree=0",
                 },

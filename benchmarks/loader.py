@@ -1,0 +1,132 @@
+"""Training-data throughput of the MViTv2-S ``rect_256x192`` recipe on 720x1280 portrait videos.
+
+Recipe: 16 frames, stride 4 at 30 fps, short-side jitter [256, 320] with auto-adjust, crop 256x192 (H x W),
+RandAugment rand-m7-n4-mstd0.5-inc1, random erasing 0.25, repeated augmentation num_sample 2.
+
+Measures clips per second (one clip = one temporal window decoded; with num_sample 2 each gives two augmented
+copies) for
+  (a) the reader alone: open the file, pick the clip's frames, decode them;
+  (b) the whole training pipeline in one process (reader + transforms, both augmented copies);
+  (c) the DataLoader with 2 workers over the same dataset.
+Goals: (b) >= 0.85 x (a) and (c) >= 1.7 x (b). Prints a markdown table.
+
+    python benchmarks/loader.py [--videos 4] [--seconds 6] [--gop 250] [--clips 16] [--rounds 3] [--workers 2]
+                                [--dir /tmp/pmv-bench]   (videos are made once per setting and kept there)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pmv.config.schema import DataConfig, TransformConfig
+from pmv.data import sampling
+from pmv.data.dataset import build_train_dataset
+from pmv.data.loader import build_loader
+from pmv.data.synth import SynthOptions, synthesize
+from pmv.video.reader import VideoReader
+
+DATA = dict(num_frames=16, sampling_rate=4, target_fps=30.0)
+TRANSFORM = TransformConfig(
+    jitter_scales=[256, 320],
+    auto_adjust=True,
+    train_crop=[256, 192],
+    randaugment="rand-m7-n4-mstd0.5-inc1",
+    erase_prob=0.25,
+    num_sample=2,
+)
+
+
+def make_videos(folder: Path, count: int, seconds: float, gop: int) -> DataConfig:
+    """``count`` 720x1280 portrait H.264 videos at 30 fps with a keyframe every ``gop`` frames, as a train split."""
+    folder = folder / f"{count}x{seconds:g}s-gop{gop}"
+    if not (folder / "train.csv").exists():
+        synthesize(
+            folder,
+            SynthOptions(kinds=("motion",), classes_per_kind=2, train_per_class=max(1, count // 2), val_per_class=0,
+                         test_per_class=0, size=(1280, 720), duration=seconds, fps=30, gop=gop, workers=2),
+            progress=False,
+        )
+    return DataConfig(list_dir=str(folder), root=str(folder / "videos"), **DATA)
+
+
+def reader_only(data: DataConfig, paths: list[str], clips: int, seed: int) -> float:
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for i in range(clips):
+        with VideoReader(paths[i % len(paths)], threads=1) as reader:
+            clip = sampling.train_clip(reader.num_frames, data.num_frames, data.sampling_rate, reader.metadata.fps,
+                                       data.target_fps, generator)
+            reader.get_frames(clip.indices)
+    return clips / (time.perf_counter() - start)
+
+
+def pipeline(dataset, clips: int, seed: int) -> float:
+    dataset.generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for i in range(clips):
+        dataset[i % len(dataset)]
+    return clips / (time.perf_counter() - start)
+
+
+def loader(dataset, clips: int, workers: int, seed: int) -> float:
+    batch = 2
+    indices = [i % len(dataset) for i in range(clips)]
+    data_loader = build_loader(dataset, batch_size=batch, shuffle=False, num_workers=workers, seed=seed,
+                               sampler=indices, persistent_workers=False)
+    iterator = iter(data_loader)
+    next(iterator)  # workers started and warmed up before the clock starts
+    start = time.perf_counter()
+    seen = 0
+    for _ in iterator:
+        seen += batch
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=6.0, help="video length")
+    parser.add_argument("--gop", type=int, default=250, help="frames between keyframes (phone videos: about 250)")
+    parser.add_argument("--clips", type=int, default=16, help="clips timed per measurement and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best round counts")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dir", default=None, help="where the videos are made (kept for the next run)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)  # as in a data-loader worker, so the three numbers compare like with like
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="pmv-bench-"))
+    data = make_videos(folder, args.videos, args.seconds, args.gop)
+    dataset = build_train_dataset(data, TRANSFORM)
+    paths = dataset.paths
+    reader_only(data, paths, 2, args.seed)  # warm the file cache and the frame-index cache
+    pipeline(dataset, 2, args.seed)
+    # The machine may be shared: alternate the measurements and keep each one's best round.
+    a = b = c = 0.0
+    for round_ in range(args.rounds):
+        seed = args.seed + round_
+        a = max(a, reader_only(data, paths, args.clips, seed))
+        b = max(b, pipeline(dataset, args.clips, seed))
+        c = max(c, loader(dataset, args.clips + 2 * args.workers, args.workers, seed))
+    rows = [
+        ("(a) reader alone", a, "", ""),
+        ("(b) full pipeline, 1 process", b, f"{b / a:.2f} x (a)", ">= 0.85 x (a)"),
+        (f"(c) DataLoader, {args.workers} workers", c, f"{c / b:.2f} x (b)", ">= 1.7 x (b)"),
+    ]
+    print(f"\n720x1280 portrait, {len(paths)} videos of {args.seconds:g} s, keyframe every {args.gop} frames; "
+          f"rect_256x192 recipe (16x4 @30fps, RandAugment, erasing, num_sample 2); torch threads 1; "
+          f"best of {args.rounds} rounds of {args.clips} clips\n")
+    print("| measurement | clips/s | ratio | goal |")
+    print("|---|---|---|---|")
+    for name, value, ratio, goal in rows:
+        print(f"| {name} | {value:.2f} | {ratio} | {goal} |")
+
+
+if __name__ == "__main__":
+    main()
