@@ -50,6 +50,7 @@ class TransformConfig:
     random_flip: bool = True  # DATA.RANDOM_FLIP
     interpolation: str = "bilinear"  # resize interpolation for crops: bilinear | bicubic
     randaugment: str = ""  # AUG.AA_TYPE when AUG.ENABLE, e.g. "rand-m7-n4-mstd0.5-inc1"; "" = off
+    randaugment_interpolation: str = "bicubic"  # AUG.INTERPOLATION: RandAugment geometric ops, bilinear | bicubic
     erase_prob: float = 0.0  # AUG.RE_PROB
     erase_mode: str = "pixel"  # AUG.RE_MODE
     erase_count: int = 1  # AUG.RE_COUNT
