@@ -60,6 +60,8 @@ def setup(device: str = "auto") -> DistInfo:
         dev = torch.device("cuda", local_rank)
     else:
         dev = torch.device("cpu")
+    if rank != 0:  # one voice per job: other ranks only report problems
+        logging.getLogger("pmv").setLevel(logging.WARNING)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
