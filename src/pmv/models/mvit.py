@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from pmv.errors import ConfigError
 from pmv.models.attention import (
+    DepthwiseConv3d,
     check_attention_impl,
     decomposed_rel_pos_bias,
     multi_head_attention,
@@ -128,7 +129,7 @@ class PoolingAttention(nn.Module):
         self.proj = nn.Linear(dim_out, dim_out)
         padding = tuple(k // 2 for k in POOL_KERNEL)
         for name, stride in (("q", stride_q), ("k", stride_kv), ("v", stride_kv)):
-            pool = nn.Conv3d(head_dim, head_dim, POOL_KERNEL, stride, padding, groups=head_dim, bias=False)
+            pool = DepthwiseConv3d(head_dim, POOL_KERNEL, stride, padding, bias=False)
             setattr(self, f"pool_{name}", pool)
             setattr(self, f"norm_{name}", _norm(head_dim))
 

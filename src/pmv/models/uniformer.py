@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from pmv.errors import ConfigError
-from pmv.models.attention import check_attention_impl, multi_head_attention
+from pmv.models.attention import DepthwiseConv3d, check_attention_impl, multi_head_attention
 from pmv.models.layers import DropPath, checkpoint_flags, checkpointed, drop_path_rates
 from pmv.models.registry import register_model
 
@@ -52,7 +52,9 @@ class _Ops:
         self.batch_norm = nn.BatchNorm3d if spatial_dims == 3 else nn.BatchNorm2d
 
     def depthwise(self, dim: int, kernel: int) -> nn.Module:
-        return self.conv(dim, dim, kernel, 1, kernel // 2, groups=dim)
+        if self.dims == 3:
+            return DepthwiseConv3d(dim, kernel, 1, kernel // 2)
+        return nn.Conv2d(dim, dim, kernel, 1, kernel // 2, groups=dim)
 
     def pointwise(self, dim_in: int, dim_out: int) -> nn.Module:
         return self.conv(dim_in, dim_out, 1)
