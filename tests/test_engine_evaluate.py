@@ -36,7 +36,7 @@ class ViewsDataset(torch.utils.data.Dataset):
         self.paths = [f"v{i}.mp4" for i in range(len(labels))]
         self.class_names = ["a", "b", "c"]
         self.num_classes = 3
-        self.failures = {i: "moov atom not found" for i in invalid}
+        self.failed = {f"v{i}.mp4": "moov atom not found" for i in invalid}
         self.items = []
         for video, views in enumerate(logits):
             for t, view in enumerate(views):
@@ -114,7 +114,7 @@ class SweepDataset(torch.utils.data.Dataset):
         self.labels, self.counts = list(labels), counts
         self.paths = [f"w{i}.mp4" for i in range(len(labels))]
         self.class_names, self.num_classes = ["a", "b", "c"], 3
-        self.failures = {}
+        self.failed = {}
 
     def __len__(self):
         return len(self.labels)

@@ -1,7 +1,6 @@
 """The training engine on a fake in-memory dataset: a run, a SIGKILLed-and-resumed run that ends with the same
 weights as an uninterrupted one, and a 2-process torchrun (gloo) run that matches a 1-process run."""
 
-import json
 import os
 import signal
 import subprocess

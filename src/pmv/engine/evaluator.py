@@ -148,13 +148,11 @@ def _write_protocol(out: Path, result_name: str, aggregator: M.VideoAggregator, 
 
 
 def _failure_message(dataset: Any, index: int) -> str:
-    failures = getattr(dataset, "failures", None)
-    if isinstance(failures, dict):
-        message = failures.get(index)
-        if message is None and 0 <= index < len(getattr(dataset, "paths", [])):
-            message = failures.get(str(dataset.paths[index]))
-        if message is not None:
-            return str(message)
+    failed = getattr(dataset, "failed", None)  # path -> reason, kept by the data package's datasets
+    if isinstance(failed, dict) and 0 <= index < len(dataset.paths):
+        reason = failed.get(str(dataset.paths[index]))
+        if reason:
+            return str(reason)
     return "could not be decoded"
 
 

@@ -31,6 +31,8 @@ from pmv.engine.distributed import DistInfo, ShardedSampler
 from pmv.engine.evaluator import autocast_context, validate
 from pmv.engine.optim import build_optimizer, build_schedule, set_lr
 from pmv.engine.tracking import RunTracker
+from pmv.data.transforms.mixup import smooth_one_hot, soft_target_cross_entropy
+from pmv.data.loader import collate_clips
 from pmv.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -84,48 +86,37 @@ def build_model(config: Config, *, input_size: tuple[int, int, int] | None = Non
         input_size = (config.data.num_frames, *config.transform.train_crop)
     model = create_model(model_cfg.name, num_classes=model_cfg.num_classes, input_size=tuple(input_size), **overrides)
     if model_cfg.pretrained:
-        load_weights(model, model_cfg.pretrained, strict=False)
+        load_weights(model, model_cfg.pretrained, strict=False, allow_head_mismatch=True)
     return model
 
 
-def load_weights(model: nn.Module, path_or_state: Any, *, strict: bool = True) -> Any:
+def load_weights(model: nn.Module, path_or_state: Any, *, strict: bool = True, allow_head_mismatch: bool = False):
     """Load pmv, PySlowFast or UniFormer weights through the zoo's loader (which adapts foreign layouts)."""
-    try:
-        from pmv.models.checkpoint import load_checkpoint
-    except ImportError:  # the zoo's loader not installed: plain pmv checkpoints only
-        state = path_or_state if isinstance(path_or_state, dict) else ckpt.read_checkpoint(path_or_state)
-        return model.load_state_dict(state["model"], strict=strict)
-    return load_checkpoint(path_or_state, model, strict=strict)
+    from pmv.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(path_or_state, model, strict=strict, allow_head_mismatch=allow_head_mismatch)
 
 
 def build_train_data(config: Config):
+    from pmv.data.annotations import list_file
     from pmv.data.dataset import build_test_dataset, build_train_dataset
 
     train_set = build_train_dataset(config.data, config.transform, split="train")
+    if not list_file(config.data, "val").is_file():
+        log.warning("no val list (%s); training without validation", list_file(config.data, "val"))
+        return train_set, None
     # Validation: one centre clip per video, deterministic, so successive epochs are comparable.
     val_test = replace(config.test, num_temporal_views=1, num_spatial_views=1, view_sweep=[])
-    try:
-        val_set = build_test_dataset(config.data, val_test, split="val")
-    except FileNotFoundError:
-        log.warning("no val split found; training without validation")
-        val_set = None
-    return train_set, val_set
+    return train_set, build_test_dataset(config.data, val_test, split="val")
 
 
 def make_loader(dataset, *, batch_size: int, sampler, num_workers: int, seed: int, drop_last: bool,
                 persistent: bool = True):
-    """A loader over ``sampler`` (the data package's seeded-worker loader)."""
-    try:
-        from pmv.data.loader import build_loader
-    except ImportError:  # TEMPORARY until pmv.data.loader lands
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                                           drop_last=drop_last)
+    """A loader over ``sampler`` (the data package's seeded-worker loader; it seeds per rank itself)."""
+    from pmv.data.loader import build_loader
+
     return build_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, seed=seed,
                         drop_last=drop_last, sampler=sampler, persistent_workers=persistent and num_workers > 0)
-
-
-def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
 
 
 def unpack_clips(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,13 +245,13 @@ def train(
     if config.mixup.enable:
         from pmv.data.transforms import Mixup
 
-        mixup = Mixup(config.mixup, num_classes)
+        mixup = Mixup(config.mixup, num_classes, seed=tc.seed + 1_000_003 * info.rank)
     soft_targets = mixup is not None or tc.loss == "soft_cross_entropy"
 
     sampler = ShardedSampler(len(train_set), rank=info.rank, world_size=info.world_size, shuffle=True,
                              seed=tc.seed, drop_last=True)
     loader = make_loader(train_set, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
-                         seed=tc.seed + info.rank, drop_last=True)
+                         seed=tc.seed, drop_last=True)
     steps_per_epoch = len(sampler) // tc.batch_size // tc.grad_accum
     if steps_per_epoch < 1:
         raise ConfigError(f"the training split ({len(train_set)} videos over {info.world_size} process(es)) is "
@@ -311,6 +302,26 @@ def train(
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
 
+    def capture_run_rng() -> dict:
+        """The process RNGs plus the streams that live elsewhere: the dataset's generator (in-process
+        loading) and mixup's."""
+        state = ckpt.capture_rng_state()
+        generator = getattr(train_set, "generator", None)
+        if tc.num_workers == 0 and isinstance(generator, torch.Generator):
+            state["dataset"] = generator.get_state()
+        if mixup is not None:
+            version, internal, gauss = mixup.rng.getstate()
+            state["mixup"] = [version, list(internal), gauss]
+        return state
+
+    def restore_run_rng(state: dict) -> None:
+        ckpt.restore_rng_state(state)
+        if "dataset" in state and isinstance(getattr(train_set, "generator", None), torch.Generator):
+            train_set.generator.set_state(state["dataset"])
+        if "mixup" in state and mixup is not None:
+            version, internal, gauss = state["mixup"]
+            mixup.rng.setstate((version, tuple(internal), gauss))
+
     tracker = RunTracker(out, enabled=info.is_main, tensorboard=tc.tensorboard)
     if info.is_main:
         save_config(config, out / "config.yaml")
@@ -324,7 +335,7 @@ def train(
 
     def save_checkpoint(epoch: int, step_in_epoch: int, metrics: dict, is_best: bool) -> None:
         nonlocal last_path, best_path
-        rng = distrib.all_gather_objects(ckpt.capture_rng_state())  # every rank's, saved by rank 0
+        rng = distrib.all_gather_objects(capture_run_rng())  # every rank's, saved by rank 0
         if info.is_main:
             state = {
                 "format": ckpt.FORMAT, "version": ckpt.VERSION,
@@ -348,7 +359,7 @@ def train(
             sampler.start_at(first_step * tc.batch_size * tc.grad_accum)
             batches = iter(loader)
             if pending_rng is not None:  # after the loader iterator exists: creating it draws from the RNG
-                ckpt.restore_rng_state(pending_rng)
+                restore_run_rng(pending_rng)
                 pending_rng = None
             ddp_model.train()
             totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips
@@ -365,7 +376,7 @@ def train(
                     if mixup is not None:
                         clips, targets = mixup(clips, labels)
                     elif soft_targets:
-                        targets = _smoothed_one_hot(labels, num_classes, tc.label_smoothing)
+                        targets = smooth_one_hot(labels, num_classes, tc.label_smoothing)
                     else:
                         targets = labels
                     last_micro = micro == tc.grad_accum - 1
@@ -431,8 +442,9 @@ def train(
             if tc.precise_bn and (do_eval or do_ckpt):
                 bn_sampler = ShardedSampler(len(train_set), rank=info.rank, world_size=info.world_size,
                                             shuffle=True, seed=tc.seed + 7919 * (epoch + 1), drop_last=True)
-                bn_loader = make_loader(train_set, batch_size=tc.batch_size, sampler=bn_sampler, num_workers=0,
-                                        seed=tc.seed, drop_last=True)
+                # A plain loader: build_loader would re-seed the dataset's augmentation stream.
+                bn_loader = torch.utils.data.DataLoader(train_set, batch_size=tc.batch_size, sampler=bn_sampler,
+                                                        collate_fn=collate_clips, drop_last=True)
                 used = recompute_bn_stats(model, bn_loader, tc.precise_bn_batches, info.device, precision)
                 if used:
                     log.info("precise BN statistics from %d batches", used)
@@ -470,11 +482,5 @@ def train(
                        val_history=val_history)
 
 
-def _smoothed_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
-    off = smoothing / num_classes
-    targets = torch.full((labels.shape[0], num_classes), off, device=labels.device)
-    return targets.scatter_(1, labels.reshape(-1, 1), 1.0 - smoothing + off)
-
-
-__all__ = ["TrainResult", "build_model", "load_weights", "recompute_bn_stats", "soft_target_cross_entropy", "train",
-           "ModelEma", "unpack_clips", "seed_everything"]
+__all__ = ["TrainResult", "build_model", "load_weights", "recompute_bn_stats", "train", "ModelEma", "unpack_clips",
+           "seed_everything"]
