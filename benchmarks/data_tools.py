@@ -63,6 +63,9 @@ def make_phone_video(path: Path, *, seconds: float, height: int, width: int, rot
 
 def clips_per_second(paths: list[Path], clips: int, seed: int = 0) -> float:
     """Random 16-frame clips at stride 4, a file opened per clip (as a dataset's __getitem__ does)."""
+    import torch
+
+    torch.set_num_threads(1)  # as in a data-loader worker; more threads only contend on a busy machine
     rng = random.Random(seed)
     started = time.perf_counter()
     for _ in range(clips):
