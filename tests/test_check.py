@@ -111,3 +111,15 @@ def test_config_checks_every_split_and_probes_shared_videos_once(folder, tmp_pat
 def test_nothing_to_check_is_a_clean_error(tmp_path, capsys):
     assert main(["data", "check", "--out", str(tmp_path)]) == 2
     assert "say what to check" in capsys.readouterr().err
+
+
+def test_a_bare_folder_is_checked_file_by_file(folder, tmp_path, capsys):
+    root, listed = folder
+    out = tmp_path / "report"
+    assert main(["data", "check", "--root", str(root), "--out", str(out), "--no-plots", "--no-progress"] + CLIP) == 1
+    report = json.loads((out / "report.json").read_text())
+    on_disk = {name: verdict for name, (_, verdict) in listed.items() if verdict != "missing"}
+    on_disk["damaged.mp4"] = "ok"  # probing alone cannot see mid-file damage
+    assert {video["name"]: video["status"] for video in report["videos"]} == on_disk
+    clean = (out / f"{root.name}_clean.csv").read_text().splitlines()
+    assert sorted(clean) == sorted(name for name, verdict in on_disk.items() if verdict in ("ok", "short"))

@@ -30,6 +30,7 @@ from pmv.data.download import (
     read_links,
     video_id_from_url,
 )
+from pmv.cli.main import main
 from pmv.errors import DataError
 
 FAST = dict(workers=4, timeout=5.0, attempts=3, backoff=0.05, backoff_max=0.2, retry_after_max=2.0, progress=False)
@@ -248,3 +249,16 @@ def test_import_mirror_verifies_and_links(tmp_path, videos):
     # Importing again does nothing new for the finished ones.
     again = import_mirror(mirror, out, None, progress=False, min_bytes=1024)
     assert again.skipped == 2 and again.failed == 1  # everything found: a, b skipped, broken fails again
+
+
+def test_cli_imports_a_mirror_and_reports_usage_errors(tmp_path, videos, capsys):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "m0.mp4").write_bytes(videos[0])
+    (mirror / "m1.mp4").write_bytes(videos[1])
+    out = tmp_path / "out"
+    assert main(["download", "--from-dir", str(mirror), "--out", str(out), "--no-progress"]) == 0
+    assert "2 fetched" in capsys.readouterr().out
+    assert (out / "m1.mp4").read_bytes() == videos[1]
+    assert main(["download", "--out", str(out)]) == 2
+    assert "give a LINKS file" in capsys.readouterr().err
