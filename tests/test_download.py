@@ -84,7 +84,7 @@ def test_rate_limiter_spaces_starts_per_host():
 
 def test_read_links_formats(tmp_path):
     authors = tmp_path / "video_links.csv"
-    authors.write_text("https://cdn.example/play/?video_id=abc123&line=0&vid=v0200fg10000ccta8jrc77u7sv784eeg\n"
+    authors.write_text("video_link\nhttps://cdn.example/play/?video_id=abc123&line=0&vid=v0200fg10000ccta8jrc77u7sv784eeg\n"
                        "https://cdn.example/play/?vid=v0300fg10000c9j57arc77u8pj9jj46g\n")
     assert [item.id for item in read_links(authors)] == ["v0200fg10000ccta8jrc77u7sv784eeg", "v0300fg10000c9j57arc77u8pj9jj46g"]
     pmv_list = tmp_path / "train_pmv400.csv"

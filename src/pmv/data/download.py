@@ -134,6 +134,9 @@ def read_links(path: str | os.PathLike, url_template: str | None = None) -> list
             url_column = header.index("url") if "url" in header else None
             id_column = header.index("id") if "id" in header else None
             rows = rows[1:]
+        elif len(rows) > 1 and "://" in rows[1][0]:
+            log.info("%s: first row %r taken as a header", path, rows[0])
+            rows = rows[1:]
     items: dict[str, LinkItem] = {}
     for number, row in enumerate(rows, start=1):
         cells = [cell.strip() for cell in row]
