@@ -444,13 +444,13 @@ def _plan(items: list[LinkItem], out_dir: Path, summary: DownloadSummary) -> lis
     return todo
 
 
-def _adopt_existing(item: LinkItem, final: Path, options_min_bytes: int, verify: bool) -> dict | None:
+def _adopt_existing(item: LinkItem, final: Path, min_bytes: int, verify: bool) -> dict | None:
     """A final file without an ``ok`` record (a run killed between rename and record, or files put there by
     hand): keep it if it verifies, else move it aside so it is fetched again."""
     if not final.is_file():
         return None
     try:
-        size = verify_video(final, options_min_bytes, verify)
+        size = verify_video(final, min_bytes, verify)
     except _Fail as failure:
         aside = final.with_name(final.name + ".invalid")
         log.warning("%s does not verify (%s); moved to %s and fetching again", final, failure.reason, aside.name)
