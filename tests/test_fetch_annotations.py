@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fault_server import FaultServer, Serve
+from fault_server import FaultServer
 
 from pmv.cli.main import main
 from pmv.data.fetch import DEFAULT_PATHS, Expectations, fetch_annotations
