@@ -70,6 +70,7 @@ def test_deep_check_of_a_list_gives_each_verdict(folder, tmp_path, capsys):
     assert got["landscape.mp4"]["orientation"] == "landscape"
     assert got["with_audio.mp4"]["has_audio"] and not got["good.mp4"]["has_audio"]
     assert got["good.mp4"]["decoded_frames"] == 30 and got["good.mp4"]["fps"] == 30
+    assert got["short.mp4"]["usable"] and not got["audio_only.mp4"]["usable"]
     assert report["summary"]["orientation"] == {"portrait": 5, "landscape": 1}  # of the files with a readable stream
     assert report["summary"]["rotation"] == {"0": 5, "90": 1}
     clean = (out / "train_x_clean.csv").read_text().splitlines()

@@ -195,7 +195,7 @@ class CheckReport:
         }
 
     def to_dict(self) -> dict:
-        return {"summary": self.summary(), "videos": [asdict(video) for video in self.videos]}
+        return {"summary": self.summary(), "videos": [{**asdict(video), "usable": video.usable} for video in self.videos]}
 
 
 def check_videos(
