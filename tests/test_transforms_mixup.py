@@ -64,7 +64,8 @@ def test_smoothed_targets_carry_the_right_mass():
     assert targets[1, 3] == pytest.approx(1 - 0.1 + 0.1 / 4) and targets[1, 0] == pytest.approx(0.1 / 4)
     mixed = mix_targets(labels, 4, 0.7, 0.1)
     assert torch.allclose(mixed.sum(1), torch.ones(3))
-    assert mixed[0, 0] == pytest.approx(0.7 * 0.925 + 0.3 * 0.025) and mixed[0, 1] == pytest.approx(0.7 * 0.025 + 0.3 * 0.925)
+    assert mixed[0, 0] == pytest.approx(0.7 * 0.925 + 0.3 * 0.025)  # own label, partner (label 1) is sample 2
+    assert mixed[0, 1] == pytest.approx(0.7 * 0.025 + 0.3 * 0.925)
 
 
 def test_mixup_only_is_a_weighted_sum_with_the_flipped_batch():

@@ -97,12 +97,14 @@ def unnormalise(clip):
 
 @pytest.mark.parametrize("index, top", [(0, 0), (1, 100), (2, 199)])
 def test_test_crops_top_centre_bottom_of_a_portrait_video(portrait, index, top):
-    transform = build_test_transform(schema.TestConfig(short_side=256, crop=[256, 256]), MEAN, STD, spatial_index=index)
+    test_config = schema.TestConfig(short_side=256, crop=[256, 256])
+    transform = build_test_transform(test_config, MEAN, STD, spatial_index=index)
     assert transform.resized_shape(1280, 720) == (455, 256)
     assert transform.crop_offsets(455, 256) == (top, 0)
     clip = transform(portrait)
     assert clip.shape == (3, 2, 256, 256)
-    expected = TF.normalize(TF.long_side_crop(TF.short_side_resize(TF.thwc_to_cthw(portrait), 256), 256, index), MEAN, STD)
+    resized = TF.short_side_resize(TF.thwc_to_cthw(portrait), 256)
+    expected = TF.normalize(TF.long_side_crop(resized, 256, index), MEAN, STD)
     assert torch.allclose(clip, expected, atol=1e-4)
     first_row = unnormalise(clip)[0, 0, 0, 0]  # R = source row // 8 at the crop's first row
     assert abs(first_row - (top * 1280 / 455) / 8) < 1.0
@@ -111,7 +113,8 @@ def test_test_crops_top_centre_bottom_of_a_portrait_video(portrait, index, top):
 def test_test_crops_left_centre_right_of_a_landscape_video(landscape):
     lefts = []
     for index in range(3):
-        transform = build_test_transform(schema.TestConfig(short_side=256, crop=[224, 224]), MEAN, STD, spatial_index=index)
+        test_config = schema.TestConfig(short_side=256, crop=[224, 224])
+        transform = build_test_transform(test_config, MEAN, STD, spatial_index=index)
         assert transform.resized_shape(720, 1280) == (256, 455)
         top, left = transform.crop_offsets(256, 455)
         assert top == 16
@@ -122,7 +125,8 @@ def test_test_crops_left_centre_right_of_a_landscape_video(landscape):
 
 
 def test_relative_position_test_crop_and_rect_auto_adjust(portrait, landscape):
-    probe = build_test_transform(schema.TestConfig(short_side=256, crop=[224, 224]), MEAN, STD, relative_position=(1.0, 0.5))
+    test_config = schema.TestConfig(short_side=256, crop=[224, 224])
+    probe = build_test_transform(test_config, MEAN, STD, relative_position=(1.0, 0.5))
     assert probe.crop_offsets(455, 256) == (231, 16)
     assert probe(portrait).shape == (3, 2, 224, 224)
     rect = build_test_transform(schema.TestConfig(short_side=256, crop=[288, 192], auto_adjust=True), MEAN, STD)

@@ -78,7 +78,8 @@ def pil_reference(img, name, arg):
     width, height = pil.size
     kw = dict(resample=Image.BICUBIC, fillcolor=(128, 128, 128))
     affine = {"ShearX": (1, arg, 0, 0, 1, 0), "ShearY": (1, 0, 0, arg, 1, 0),
-              "TranslateXRel": (1, 0, arg * width, 0, 1, 0), "TranslateYRel": (1, 0, 0, 0, 1, arg * height)}  # fmt: skip
+              "TranslateXRel": (1, 0, arg * width, 0, 1, 0),
+              "TranslateYRel": (1, 0, 0, 0, 1, arg * height)}  # fmt: skip
     if name in affine:
         out = pil.transform(pil.size, Image.AFFINE, affine[name], **kw)
     elif name == "Rotate":
@@ -96,9 +97,9 @@ def pil_reference(img, name, arg):
     elif name == "SolarizeAdd":
         out = pil.point([min(255, i + int(arg)) if i < 128 else i for i in range(256)] * 3)
     else:
-        enhancer = {"Color": ImageEnhance.Color, "Contrast": ImageEnhance.Contrast,
-                    "Brightness": ImageEnhance.Brightness, "Sharpness": ImageEnhance.Sharpness}[name[: -len("Increasing")]]  # fmt: skip
-        out = enhancer(pil).enhance(arg)
+        enhancers = {"Color": ImageEnhance.Color, "Contrast": ImageEnhance.Contrast,
+                     "Brightness": ImageEnhance.Brightness, "Sharpness": ImageEnhance.Sharpness}  # fmt: skip
+        out = enhancers[name[: -len("Increasing")]](pil).enhance(arg)
     return torch.from_numpy(np.array(out)).float()
 
 
@@ -167,7 +168,8 @@ def test_sampler_reproduces_bilinear_resize_and_reads_only_needed_pixels():
     ours = sample_frames(frames, ys, xs, "bilinear")
     ref = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(12, 8), mode="bilinear", align_corners=False)
     assert torch.allclose(ours.permute(0, 3, 1, 2), ref, atol=1e-3)
-    integer = sample_frames(frames, torch.arange(30).float().view(-1, 1), torch.arange(20).float().view(1, -1), "bicubic")
+    rows, cols = torch.arange(30).float().view(-1, 1), torch.arange(20).float().view(1, -1)
+    integer = sample_frames(frames, rows, cols, "bicubic")
     assert torch.allclose(integer, frames.float(), atol=1e-3)  # bicubic at pixel centres is exact
 
 

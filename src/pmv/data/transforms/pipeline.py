@@ -14,7 +14,6 @@ Without RandAugment the result equals ``short_side_resize`` + ``crop`` (float ro
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
@@ -62,13 +61,16 @@ class TrainTransform:
         if self.inception:
             self.scale = tuple(config.scale_relative or (0.08, 1.0))
             self.ratio = tuple(config.aspect_relative or (3.0 / 4.0, 4.0 / 3.0))
-            if len(self.scale) != 2 or len(self.ratio) != 2 or min(self.ratio) <= 0 or not 0 < self.scale[0] <= self.scale[1]:
+            valid_scale = len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1]
+            if not valid_scale or len(self.ratio) != 2 or min(self.ratio) <= 0:
                 raise ConfigError(
                     "transform.scale_relative must be [min, max] with 0 < min <= max and transform.aspect_relative "
                     f"[min, max] > 0; got {config.scale_relative} and {config.aspect_relative}"
                 )
         elif len(config.jitter_scales) != 2 or not 0 < config.jitter_scales[0] <= config.jitter_scales[1]:
-            raise ConfigError(f"transform.jitter_scales must be [min, max] with 0 < min <= max, got {config.jitter_scales}")
+            raise ConfigError(
+                f"transform.jitter_scales must be [min, max] with 0 < min <= max, got {config.jitter_scales}"
+            )
         for name in ("interpolation", "randaugment_interpolation"):
             if getattr(config, name) not in _INTERPOLATIONS:
                 raise ConfigError(f"transform.{name} must be one of {_INTERPOLATIONS}, got {getattr(config, name)!r}")
@@ -102,7 +104,9 @@ class TrainTransform:
 
     def __call__(self, frames: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
-            raise TF.TransformError(f"train transform needs uint8 frames T x H x W x 3, got {frames.dtype} {tuple(frames.shape)}")
+            raise TF.TransformError(
+                f"train transform needs uint8 frames T x H x W x 3, got {frames.dtype} {tuple(frames.shape)}"
+            )
         # Draw order follows the seed: RandAugment ops, crop, flip, erasing.
         ops = sample_augment_ops(self.policy, generator) if self.policy else []
         ys, xs = self.source_grid(frames.shape[1], frames.shape[2], generator)
@@ -115,7 +119,8 @@ class TrainTransform:
             values = values.flip(2)
         clip = _normalize_thwc(values, self._mean_255, self._inv_std_255)
         if self.config.erase_prob > 0:
-            clip = random_erasing(clip, generator, self.config.erase_prob, self.config.erase_mode, self.config.erase_count)
+            config = self.config
+            clip = random_erasing(clip, generator, config.erase_prob, config.erase_mode, config.erase_count)
         return clip
 
     def __repr__(self) -> str:
@@ -145,7 +150,9 @@ class TestTransform:
         self.spatial_index = test.spatial_index if spatial_index is None else spatial_index
         self.relative_position = None if relative_position is None else tuple(float(v) for v in relative_position)
         if self.relative_position is None and self.spatial_index not in (0, 1, 2):
-            raise ConfigError(f"spatial index must be 0, 1 or 2 (top/left, centre, bottom/right), got {self.spatial_index}")
+            raise ConfigError(
+                f"spatial index must be 0, 1 or 2 (top/left, centre, bottom/right), got {self.spatial_index}"
+            )
         if self.relative_position is not None and (
             len(self.relative_position) != 2 or not all(0.0 <= r <= 1.0 for r in self.relative_position)
         ):
@@ -166,7 +173,9 @@ class TestTransform:
 
     def __call__(self, frames: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
-            raise TF.TransformError(f"test transform needs uint8 frames T x H x W x 3, got {frames.dtype} {tuple(frames.shape)}")
+            raise TF.TransformError(
+                f"test transform needs uint8 frames T x H x W x 3, got {frames.dtype} {tuple(frames.shape)}"
+            )
         height, width = frames.shape[1], frames.shape[2]
         resized_h, resized_w = self.resized_shape(height, width)
         top, left = self.crop_offsets(resized_h, resized_w)

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from pmv.data.transforms.functional import TransformError, randint, uniform
 from pmv.errors import ConfigError
@@ -344,7 +343,6 @@ def _apply_colour(op: AugmentOp, values: torch.Tensor, stats: Optional[torch.Ten
         stretched = torch.floor((values - lo) * scale).clamp_(0.0, 255.0)
         return torch.where(spread > 0, stretched, values)
     if name == "Equalize":
-        num_frames, channels = values.shape[0], values.shape[-1]
         index = _per_frame_channel(values).round().clamp(0, 255).long()
         mapped = stats.gather(-1, index)  # T x 3 x N
         return mapped.transpose(1, 2).reshape(values.shape)
@@ -465,7 +463,9 @@ def rand_augment(
     height, width = frames.shape[1], frames.shape[2]
     ys = torch.arange(height, dtype=torch.float32).view(-1, 1)
     xs = torch.arange(width, dtype=torch.float32).view(1, -1)
-    values = evaluate_augmented(frames, ops, ys, xs, geometric_interpolation=interpolation, stats_size=min(height, width))
+    values = evaluate_augmented(
+        frames, ops, ys, xs, geometric_interpolation=interpolation, stats_size=min(height, width)
+    )
     return values.round_().clamp_(0, 255).to(torch.uint8)
 
 
