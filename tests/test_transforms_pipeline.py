@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from media import make_video
 
 from pmv.config import schema
 from pmv.config.schema import TransformConfig
@@ -136,3 +137,27 @@ def test_relative_position_test_crop_and_rect_auto_adjust(portrait, landscape):
         build_test_transform(schema.TestConfig(), MEAN, STD, spatial_index=5)
     with pytest.raises(ConfigError):
         build_test_transform(schema.TestConfig(), MEAN, STD, relative_position=(1.5, 0.0))
+
+
+def test_pipelines_on_frames_decoded_from_a_real_portrait_mp4(tmp_path):
+    from pmv.video import VideoReader
+
+    path = make_video(tmp_path / "portrait.mp4", num_frames=8, height=320, width=180)  # real H.264
+    with VideoReader(path) as reader:
+        frames = reader.get_frames([0, 3, 6])
+    assert frames.shape == (3, 320, 180, 3) and frames.dtype == torch.uint8
+    small = {
+        "shorter": TransformConfig(jitter_scales=[128, 160], train_crop=[112, 112], **SEED_AUG),
+        "default": TransformConfig(scale_relative=[0.08, 1.0], aspect_relative=[0.75, 1.3333], train_crop=[112, 112]),
+        "rect": TransformConfig(jitter_scales=[128, 160], train_crop=[128, 96], auto_adjust=True, **SEED_AUG),
+    }
+    for name, config in small.items():
+        clip = build_train_transform(config, MEAN, STD)(frames, torch.Generator().manual_seed(0))
+        assert clip.shape == (3, 3, *config.train_crop), name
+    views = [build_test_transform(schema.TestConfig(short_side=128, crop=[128, 128]), MEAN, STD, spatial_index=i)
+             for i in range(3)]  # fmt: skip
+    top, centre, bottom = (view(frames) for view in views)
+    assert top.shape == centre.shape == bottom.shape == (3, 3, 128, 128)
+    resized = TF.short_side_resize(TF.thwc_to_cthw(frames), 128)  # 227 x 128: crops at y = 0, 50, 99
+    assert torch.allclose(bottom, TF.normalize(resized[..., 99:227, :], MEAN, STD), atol=1e-4)
+    assert not torch.allclose(top, bottom)
