@@ -26,6 +26,10 @@ class Command:
 
 # One line per command; keep the table sorted by group, then name.
 COMMANDS: list[Command] = [
+    Command(None, "download", "pmv.cli.download", "download PMV-400 videos (or import a mirror), verified and resumable"),
+    Command("data", "check", "pmv.cli.data_check", "probe every listed video: missing, broken, too short, orientation; cleaned lists"),
+    Command("data", "fetch-annotations", "pmv.cli.data_fetch", "download and verify the PMV-400 lists and class names"),
+    Command("data", "prepare", "pmv.cli.data_prepare", "re-encode videos upright, smaller, short GOP (H.264), audio kept"),
     Command("data", "preview", "pmv.cli.data_preview", "draw sampled training clips after augmentation to a PNG"),
     Command("data", "probe", "pmv.cli.data_probe", "print the metadata of video files (no decoding)"),
     Command("data", "synth", "pmv.cli.data_synth", "write a synthetic portrait-mode dataset (real mp4 files)"),
