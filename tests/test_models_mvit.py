@@ -42,33 +42,39 @@ def shapes_of(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-@pytest.fixture(scope="module")
-def mvit_224() -> MViT:
+def build_shapes_only(**kwargs) -> MViT:
+    """A full-size model on the meta device: real module tree and shapes, no memory, no init cost."""
+    with torch.device("meta"):
+        return create_model("mvitv2_s", **kwargs)
+
+
+def test_parameter_count_and_layout():
+    model = build_shapes_only(num_classes=400, input_size=(16, 224, 224))
+    assert sum(p.numel() for p in model.parameters()) == 34_537_744
+    assert len(model.state_dict()) == 397
+    assert model.head.dropout.p == 0.5
+    assert [round(b.drop_path.drop_prob, 4) for b in model.blocks][::5] == [0.0, 0.0667, 0.1333, 0.2]
+
+
+def test_initialisation_follows_reference():
     torch.manual_seed(0)
-    return create_model("mvitv2_s", num_classes=400, input_size=(16, 224, 224))
-
-
-def test_parameter_count_and_init(mvit_224):
-    assert sum(p.numel() for p in mvit_224.parameters()) == 34_537_744
-    assert len(mvit_224.state_dict()) == 397
-    block = mvit_224.blocks[4]
+    model = mvitv2_s(num_classes=400, input_size=(2, 64, 64), stage_depths=SMALL)
+    block = model.blocks[2]
     assert torch.all(block.attn.qkv.bias == 0) and torch.all(block.mlp.fc1.bias == 0)
     assert torch.all(block.norm1.weight == 1) and torch.all(block.norm1.bias == 0)
-    table = mvit_224.blocks[0].attn.rel_pos_h
-    assert 0.015 < table.std().item() < 0.025 and table.abs().max().item() <= 2.0
-    assert 0.015 < mvit_224.head.projection.weight.std().item() < 0.025
-    assert mvit_224.head.dropout.p == 0.5
-    assert [round(b.drop_path.drop_prob, 4) for b in mvit_224.blocks][::5] == [0.0, 0.0667, 0.1333, 0.2]
+    for weight in (block.attn.rel_pos_h, block.mlp.fc1.weight, model.head.projection.weight, block.attn.pool_q.weight):
+        assert 0.015 < weight.std().item() < 0.025 and weight.abs().max().item() <= 2.0
 
 
-def test_state_dict_equals_reference_listing(mvit_224):
+def test_state_dict_equals_reference_listing():
     reference = parse_listing("statedict_mvitv2_s_16x4.txt")
-    assert list(shapes_of(mvit_224).items()) == list(reference.items())
+    model = build_shapes_only(num_classes=400, input_size=(16, 224, 224))
+    assert list(shapes_of(model).items()) == list(reference.items())
 
 
 @pytest.mark.parametrize("height, width", [(224, 224), (256, 192), (288, 192)])
 def test_rel_pos_tables_follow_height_and_width(height, width):
-    model = mvitv2_s(input_size=(16, height, width), stage_depths=(1, 2, 11, 2))
+    model = build_shapes_only(input_size=(16, height, width))
     for index, (rows_h, rows_w) in EXPECTED_REL_POS[(height, width)].items():
         attn = model.blocks[index].attn
         assert attn.rel_pos_h.shape == (rows_h, 96) and attn.rel_pos_w.shape == (rows_w, 96)
@@ -186,9 +192,8 @@ def test_activation_checkpointing_keeps_gradients():
         grads.append(model.patch_embed.proj.weight.grad)
     assert model.checkpoint_flags == [True] * 4
     torch.testing.assert_close(grads[0], grads[1])
-    partial = mvitv2_s(input_size=(2, 64, 32), stage_depths=(1, 2, 3, 2), act_checkpoint=True,
-                       checkpoint_blocks=[0, 1, 2, 0])
-    assert partial.checkpoint_flags == [False, True, False, True, True, False, False, False]
+    partial = build_shapes_only(input_size=(2, 64, 32), act_checkpoint=True, checkpoint_blocks=[0, 1, 2, 0])
+    assert partial.checkpoint_flags == [False, True, False, True, True] + [False] * 9 + [False, False]
 
 
 def test_bad_options_raise_config_errors():
