@@ -33,7 +33,7 @@ from pmv.data.download import (
 from pmv.cli.main import main
 from pmv.errors import DataError
 
-FAST = dict(workers=4, timeout=5.0, attempts=3, backoff=0.05, backoff_max=0.2, retry_after_max=2.0, progress=False)
+FAST = dict(workers=4, timeout=5.0, attempts=3, backoff=0.05, backoff_max=0.2, retry_after_max=1.0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,7 @@ def test_faults_end_in_good_files_or_failed_csv(tmp_path, videos):
             "good": [Serve(videos[0])],
             "retry_after": [Status(503, retry_after="1"), Serve(videos[1])],
             "retry_after_date": [Status(503, retry_after=format_datetime(datetime.now(timezone.utc), usegmt=True)), Serve(videos[7])],
+            "retry_after_capped": [Status(429, retry_after="3600"), Serve(videos[0])],  # an hour, capped to 1 s
             "backoff": [Status(502), Status(502), Serve(videos[2], content_type="application/octet-stream")],
             "truncated": [Truncate(videos[3], after=half), Serve(videos[3])],
             "reset": [Reset(videos[4], after=half), Serve(videos[4])],
@@ -124,7 +125,7 @@ def test_faults_end_in_good_files_or_failed_csv(tmp_path, videos):
         links.write_text("".join(server.route(f"/v/{name}.mp4", *steps) + "\n" for name, steps in scripts.items()))
         summary = download_videos(read_links(links), out, DownloadOptions(**FAST))
 
-        expected = {"good": 0, "retry_after": 1, "retry_after_date": 7, "backoff": 2, "truncated": 3, "reset": 4, "no_range": 5, "wrong_range": 6}
+        expected = {"good": 0, "retry_after_capped": 0, "retry_after": 1, "retry_after_date": 7, "backoff": 2, "truncated": 3, "reset": 4, "no_range": 5, "wrong_range": 6}
         assert summary.ok == len(expected) and summary.failed == 6
         for name, index in expected.items():
             assert (out / f"{name}.mp4").read_bytes() == videos[index], name

@@ -9,7 +9,7 @@ import av
 from media import corrupt_middle, make_video, read_index, truncate
 
 from pmv.cli.main import main
-from pmv.data.prepare import PrepareOptions, output_size, prepare_videos
+from pmv.data.prepare import PrepareOptions, output_size, prepare_video, prepare_videos
 from pmv.video import VideoReader, probe
 
 
@@ -75,3 +75,15 @@ def test_prepare_folder_upright_sized_and_resumable(tmp_path, capsys):
     # A different size is a different job: outputs are redone, not skipped.
     resized = prepare_videos(src / "sub", dst / "sub", PrepareOptions(short_side=18, gop=8), workers=1, progress=False)
     assert resized.ok == 1 and (probe(dst / "sub" / "r270.mp4").height, probe(dst / "sub" / "r270.mp4").width) == (32, 18)
+
+
+def test_audio_can_be_re_encoded_or_dropped(tmp_path):
+    source = make_video(tmp_path / "a.mp4", num_frames=30, height=64, width=36, audio=True)
+    record = prepare_video(source, tmp_path / "out" / "aac.mp4", PrepareOptions(short_side=36, audio="aac"))
+    assert record["audio"] == "aac"
+    with av.open(str(tmp_path / "out" / "aac.mp4")) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac" and audio.codec_context.sample_rate == 44100
+        assert abs(float(audio.duration * audio.time_base) - 1.0) < 0.1  # the 1 s of sound is all there
+    record = prepare_video(source, tmp_path / "out" / "mute.mp4", PrepareOptions(short_side=36, audio="drop"))
+    assert record["audio"] == "none" and not probe(tmp_path / "out" / "mute.mp4").has_audio
