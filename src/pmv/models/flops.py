@@ -2,8 +2,9 @@
 
 Convention: papers and model zoos built on PySlowFast/fvcore quote "GFLOPs" that are really multiply-accumulates
 (MACs) / 1e9. ``FlopCounterMode`` counts 2 FLOPs per MAC, so :attr:`FlopReport.gflops` divides its total by 2 to be
-comparable with the published tables; :attr:`FlopReport.flops` keeps the raw count. Only matrix multiplies,
-convolutions and attention are counted (BatchNorm, activations, pooling and softmax are not), which is what fvcore
+comparable with the published tables; :attr:`FlopReport.flops` keeps the raw count. Attention models are counted
+through their explicit ``softmax(QK^T)V`` path (``set_attention_impl("math")``), since fused SDPA kernels are not
+always seen by the counter. Only matrix multiplies, convolutions and attention are counted (BatchNorm, activations, pooling and softmax are not), which is what fvcore
 counts for these models up to about 1%.
 """
 
@@ -70,11 +71,27 @@ def count_parameters(model: nn.Module) -> int:
 def model_flops(
     name: str, input_size: tuple[int, int, int] = (16, 224, 224), num_classes: int = 400, **options
 ) -> FlopReport:
-    """Build ``name`` for ``input_size`` (T, H, W) and count parameters and FLOPs of one view, batch 1, eval mode."""
-    model = create_model(name, num_classes=num_classes, input_size=tuple(input_size), **options).eval()
-    inputs = input_spec_of(model).example_inputs(batch=1, input_size=tuple(input_size))
-    flops, by_op = count_flops(model, inputs)
-    return FlopReport(name, tuple(input_size), count_parameters(model), flops, by_op)
+    """Build ``name`` for ``input_size`` (T, H, W) and count parameters and FLOPs of one view, batch 1, eval mode.
+
+    Runs on the meta device (shapes only: no memory, no arithmetic), which FlopCounterMode supports because it
+    counts from shapes; falls back to the CPU for a model with an operator that has no meta implementation.
+    """
+    size = tuple(int(v) for v in input_size)
+    for device in ("meta", "cpu"):
+        try:
+            with torch.device(device):
+                model = create_model(name, num_classes=num_classes, input_size=size, **options).eval()
+                if hasattr(model, "set_attention_impl"):
+                    # FlopCounterMode has no formula for every fused attention kernel (CPU SDPA with a bias is
+                    # missed); the explicit softmax(QK^T)V path has the same MACs and is fully counted.
+                    model.set_attention_impl("math")
+                inputs = input_spec_of(model).example_inputs(batch=1, input_size=size)
+            flops, by_op = count_flops(model, inputs)
+            break
+        except (NotImplementedError, RuntimeError):
+            if device == "cpu":
+                raise
+    return FlopReport(name, size, count_parameters(model), flops, by_op)
 
 
 def parameter_count(name: str, num_classes: int = 400) -> int:
