@@ -33,6 +33,8 @@ COMMANDS: list[Command] = [
     Command("data", "preview", "pmv.cli.data_preview", "draw sampled training clips after augmentation to a PNG"),
     Command("data", "probe", "pmv.cli.data_probe", "print the metadata of video files (no decoding)"),
     Command("data", "synth", "pmv.cli.data_synth", "write a synthetic portrait-mode dataset (real mp4 files)"),
+    Command("models", "flops", "pmv.cli.models_flops", "parameters and GFLOPs (multiply-accumulates) of one view of a model"),
+    Command("models", "list", "pmv.cli.models_list", "the model zoo with parameter counts at 400 classes"),
 ]
 
 GROUP_HELP = {
