@@ -216,3 +216,10 @@ def test_depthwise_conv_stays_fp32_under_autocast():
     torch.testing.assert_close(low.float(), conv(x.bfloat16().float()), rtol=1e-2, atol=1e-2)
     low.float().sum().backward()
     assert conv.weight.grad.dtype == torch.float32
+
+
+def test_meta_device_forward_for_flop_counting():
+    model = build_shapes_only(num_classes=400, input_size=(16, 256, 192)).eval()
+    model.set_attention_impl("math")
+    with torch.device("meta"):
+        assert model(torch.randn(1, 3, 16, 256, 192)).shape == (1, 400)

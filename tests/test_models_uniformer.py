@@ -172,3 +172,25 @@ def test_bad_options_raise_config_errors():
         uniformer_s(stage_depths=SMALL, attention_impl="xformers")
     with pytest.raises(ConfigError, match="one count per stage"):
         uniformer_s(stage_depths=SMALL, act_checkpoint=True, checkpoint_blocks=[0, 1])
+
+
+def test_finetuning_checkpoint_with_other_class_count_reinitialises_only_the_head(tmp_path):
+    from pmv.models.checkpoint import load_checkpoint
+
+    torch.manual_seed(8)
+    pretrained = uniformer_s(num_classes=400, stage_depths=SMALL)
+    path = tmp_path / "uniformer_k400.pth"
+    torch.save({"model": pretrained.state_dict()}, path)
+    model = uniformer_s(num_classes=10, stage_depths=SMALL)
+    report = load_checkpoint(path, model, strict=True)
+    assert report.reinitialized == ["head.bias", "head.weight"]
+    torch.testing.assert_close(model.blocks3[0].attn.qkv.weight, pretrained.blocks3[0].attn.qkv.weight)
+    assert 0.01 < model.head.weight.std().item() < 0.03 and torch.all(model.head.bias == 0)
+
+
+@pytest.mark.parametrize("name", ["uniformer_s", "uniformer_s_frame"])
+def test_meta_device_forward_for_flop_counting(name):
+    model = build_shapes_only(name, num_classes=400).eval()
+    model.set_attention_impl("math")
+    with torch.device("meta"):
+        assert model(torch.randn(1, 3, 16, 256, 192)).shape == (1, 400)

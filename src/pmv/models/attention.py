@@ -124,7 +124,7 @@ class DepthwiseConv3d(nn.Conv3d):
         super().__init__(channels, channels, kernel_size, stride, padding, groups=channels, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_autocast_enabled(x.device.type):
+        if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):  # meta has no autocast
             with torch.autocast(x.device.type, enabled=False):
                 return super().forward(x.float()).to(x.dtype)
         return super().forward(x)

@@ -208,6 +208,10 @@ class TransformerHead(nn.Module):
 class MViT(nn.Module):
     """MViTv2 for clips ``(N, 3, T, H, W)``; returns logits ``(N, num_classes)``."""
 
+    # For pmv.models.checkpoint: the classifier, and its init when a checkpoint's class count differs.
+    classifier_keys = ("head.projection.weight", "head.projection.bias")
+    head_init_std = 0.02
+
     def __init__(
         self,
         num_classes: int = 400,

@@ -156,6 +156,10 @@ class SABlock(nn.Module):
 class UniFormer(nn.Module):
     """UniFormer over clips ``(N, 3, T, H, W)``; ``frame_level=True`` runs it per frame in 2D and averages over T."""
 
+    # For pmv.models.checkpoint: the classifier, and its init when a checkpoint's class count differs.
+    classifier_keys = ("head.weight", "head.bias")
+    head_init_std = 0.02
+
     def __init__(
         self,
         num_classes: int = 400,
