@@ -212,3 +212,26 @@ def test_preview_cli_writes_a_png(dataset_dir, tmp_path, capsys):
     # 3 rows of 80-pixel crops; each row: full frame (80 x 45) + 2 crops of width 48
     assert image.height >= 3 * 80 and image.width >= 45 + 2 * 48
     assert main(["data", "preview", str(tmp_path / "none.yaml"), "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_train_transform_equals_resize_crop_flip_normalise(dataset_dir, seed):
+    """Without RandAugment the one-pass sampler gives the seed's chain: short-side resize of the whole frame
+    (bilinear), random crop, flip, normalise."""
+    from pmv.data.dataset import TrainClipTransform
+
+    data = data_config(dataset_dir)
+    config = TransformConfig(jitter_scales=[54, 70], train_crop=[80, 48])
+    with VideoReader(dataset_dir / "videos" / "train_003_0001.mp4") as reader:
+        frames = reader.get_frames([0, 3, 6, 9])
+    clip = TrainClipTransform(config, data)(frames, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    size = TF.sample_jitter_scale(54, 70, generator)
+    resized = TF.short_side_resize(TF.thwc_to_cthw(frames).float(), size)
+    top, left = TF.random_crop_offsets(resized.shape[-2], resized.shape[-1], (80, 48), generator)
+    expected = TF.crop(resized, top, left, (80, 48))
+    if TF.uniform(generator, 0.0, 1.0) < 0.5:
+        expected = TF.horizontal_flip(expected)
+    expected = TF.normalize(expected, data.mean, data.std)
+    assert clip.shape == expected.shape == (3, 4, 80, 48)
+    assert torch.allclose(clip, expected, atol=1e-3)

@@ -46,6 +46,16 @@ DECODE_ERRORS = (VideoError, av.error.FFmpegError, OSError, EOFError)
 MAX_REPLACEMENTS = 20  # consecutive broken videos before training gives up (the data root is probably wrong)
 
 
+def _size_hw(value: Sequence[int], name: str) -> tuple[int, int]:
+    """A config size ``[H, W]`` (or one int for a square) as a checked pair."""
+    values = [value] if isinstance(value, int) else list(value)
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise ConfigError(f"{name} must be [height, width] with positive values, got {value}")
+    return int(values[0]), int(values[1])
+
+
 def _seed_from(generator: Optional[torch.Generator]) -> int:
     return int(torch.randint(0, 2**62, (), generator=generator).item())
 
@@ -118,7 +128,7 @@ class TrainClipTransform:
             raise ConfigError(f"data.mean and data.std need 3 values (R, G, B), got {data.mean} and {data.std}")
         self._mean_255 = torch.tensor(data.mean, dtype=torch.float32) * 255.0
         self._inv_std_255 = 1.0 / (torch.tensor(data.std, dtype=torch.float32) * 255.0)
-        self.crop = TF._pair(transform.train_crop, "transform.train_crop")
+        self.crop = _size_hw(transform.train_crop, "transform.train_crop")
         self.policy = parse_randaugment(transform.randaugment) if transform.randaugment else None
         self.inception = bool(transform.scale_relative or transform.aspect_relative)
         if transform.interpolation not in ("bilinear", "bicubic"):
@@ -154,14 +164,14 @@ class TrainClipTransform:
         out_h, out_w = self.crop
         ys = _sample_grid(out_h, top, box_h / out_h).view(-1, 1)
         xs = _sample_grid(out_w, left, box_w / out_w).view(1, -1)
+        if self.config.random_flip and TF.uniform(generator, 0.0, 1.0) < 0.5:
+            xs = xs.flip(1)  # mirroring the crop = reading its columns right to left (no extra pass)
         if ops:
             values = evaluate_augmented(frames, ops, ys, xs, interpolation=self.config.interpolation)
         else:
             values = sample_frames(frames, ys, xs, mode=self.config.interpolation)
         # normalise in place while channels are last (one pass, no new tensor), then one copy to C x T x h x w
         values.sub_(self._mean_255).mul_(self._inv_std_255)
-        if self.config.random_flip and TF.uniform(generator, 0.0, 1.0) < 0.5:
-            values = values.flip(2)
         clip = values.permute(3, 0, 1, 2).contiguous()
         if self.config.erase_prob > 0:
             clip = random_erase(clip, self.config.erase_prob, self.config.erase_mode, self.config.erase_count, generator)
@@ -260,7 +270,7 @@ class _TestDecoder:
     def __init__(self, data: DataConfig, test: TestConfig):
         self.data = data
         self.test = test
-        self.crop = TF._pair(test.crop, "test.crop")
+        self.crop = _size_hw(test.crop, "test.crop")
         if test.num_spatial_views not in (1, 3):
             raise ConfigError(f"test.num_spatial_views must be 1 or 3 (crops along the long side), got {test.num_spatial_views}")
         if test.num_temporal_views < 1:
