@@ -1,0 +1,122 @@
+"""Model throughput on this machine's CPU: batch 1, 16 frames, portrait and square crops.
+
+    .venv/bin/python benchmarks/models.py                          # every registered model (about 10 minutes)
+    .venv/bin/python benchmarks/models.py --models x3d_m,tiny      # a subset
+    .venv/bin/python benchmarks/models.py --sizes 256x192 --frames 8
+
+Per model and crop (H x W) it measures, in one process and on the same inputs:
+
+* forward clips/s in fp32 (eval, no grad) and under bf16 autocast (ratio bf16/fp32 as a column);
+* train-step clips/s (forward, cross-entropy, backward, SGD step; fp32);
+* for attention models that offer ``set_attention_impl`` (MViTv2, UniFormer): forward clips/s with the fused
+  ``scaled_dot_product_attention`` against the explicit ``softmax(QK^T)V`` path (ratio SDPA/math).
+
+Each measurement runs one warm-up call, then repeats until ``--min-seconds`` have passed (at most ``--max-iters``
+calls), so big models get one or two timed calls and small ones many. Clips per second = calls / seconds (batch 1).
+SlowFast-family models get ``--frames`` Fast frames (the Slow pathway is T / alpha inside). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from pmv.models import create_model, list_models
+from pmv.models.flops import input_spec_of, parse_input_size
+
+
+def timed_rate(fn, min_seconds: float, max_iters: int) -> float:
+    """Calls per second of ``fn`` after one warm-up call."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or calls >= max_iters:
+            return calls / elapsed
+
+
+def bench_model(name: str, frames: int, height: int, width: int, args) -> dict:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=400, input_size=(frames, height, width))
+    inputs = input_spec_of(model).example_inputs(batch=1, input_size=(frames, height, width))
+    rate = lambda fn: timed_rate(fn, args.min_seconds, args.max_iters)  # noqa: E731
+    row = {"model": name, "input": f"{frames}x{height}x{width}"}
+
+    model.eval()
+
+    def forward():
+        with torch.no_grad():
+            model(*inputs)
+
+    def forward_bf16():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            model(*inputs)
+
+    row["fwd_fp32"] = rate(forward)
+    row["fwd_bf16"] = rate(forward_bf16)
+    if hasattr(model, "set_attention_impl"):
+        model.set_attention_impl("math")
+        row["fwd_math"] = rate(forward)
+        model.set_attention_impl("sdpa")
+        row["fwd_sdpa"] = rate(forward)
+
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    target = torch.zeros(1, dtype=torch.long)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(*inputs), target)
+        loss.backward()
+        optimizer.step()
+
+    row["train"] = rate(train_step)
+    del model, optimizer
+    gc.collect()
+    return row
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="", help="comma-separated model names (default: all registered)")
+    parser.add_argument("--sizes", default="224x224,256x192", help="comma-separated crops H x W")
+    parser.add_argument("--frames", type=int, default=16, help="frames per clip (Fast frames for SlowFast models)")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="time each measurement at least this long")
+    parser.add_argument("--max-iters", type=int, default=5, help="at most this many timed calls per measurement")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.models.split(",") if n.strip()] or list_models()
+    sizes = [parse_input_size(f"{args.frames}x{s}") for s in args.sizes.split(",") if s.strip()]
+
+    print(f"# Model throughput, batch 1, CPU ({platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__})\n")
+    print("| model | input TxHxW | fwd fp32 clips/s | fwd bf16 clips/s | bf16 / fp32 | train step clips/s "
+          "| fwd SDPA clips/s | fwd math clips/s | SDPA / math |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        for frames, height, width in sizes:
+            row = bench_model(name, frames, height, width, args)
+            sdpa, math_ = row.get("fwd_sdpa"), row.get("fwd_math")
+            print(
+                f"| {row['model']} | {row['input']} | {fmt(row['fwd_fp32'])} | {fmt(row['fwd_bf16'])} "
+                f"| {fmt(row['fwd_bf16'] / row['fwd_fp32'])} | {fmt(row['train'])} | {fmt(sdpa)} | {fmt(math_)} "
+                f"| {fmt(sdpa / math_ if sdpa and math_ else None)} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
