@@ -63,8 +63,8 @@ class FrameIndex:
 
     time_base: Fraction
     packet_pts: np.ndarray  # int64, pts of each packet
-    packet_seek_ts: np.ndarray  # int64, the timestamp to seek to when starting at this packet (its pts)
     packet_is_key: np.ndarray  # bool
+    key_positions: np.ndarray  # int64, decode-order positions of the keyframe packets
     frame_pts: np.ndarray  # int64, sorted: pts of frame i
     frame_packet: np.ndarray  # int64: decode-order position of the packet that holds frame i
     end_pts: int  # pts where the last frame stops being shown
@@ -85,21 +85,16 @@ class FrameIndex:
         """
         position = int(self.frame_packet[frame])
         pts = self.frame_pts[frame]
-        keys = self._key_positions
+        keys = self.key_positions
         at = int(np.searchsorted(keys, position, side="right")) - 1
         while at >= 0 and self.packet_pts[keys[at]] > pts:
             at -= 1
         return int(keys[at]) if at >= 0 else 0
 
-    @property
-    def _key_positions(self) -> np.ndarray:
-        return np.flatnonzero(self.packet_is_key)
-
 
 def build_frame_index(container, stream, path: str) -> FrameIndex:
     """Demux every packet of ``stream`` once and record its timestamps (no decoding)."""
-    pts_list, key_list, discard_list, dts_list = [], [], [], []
-    last_duration = 0
+    pts_list, key_list, discard_list, duration_list = [], [], [], []
     try:
         for packet in container.demux(stream):
             if packet.size == 0 and packet.pts is None:
@@ -108,32 +103,31 @@ def build_frame_index(container, stream, path: str) -> FrameIndex:
             if pts is None:
                 raise CorruptVideoError(path, f"packet {len(pts_list)} of the video stream has no timestamp")
             pts_list.append(pts)
-            dts_list.append(packet.dts if packet.dts is not None else pts)
             key_list.append(bool(packet.is_keyframe))
             discard_list.append(bool(packet.is_discard))
-            last_duration = packet.duration or last_duration
+            duration_list.append(packet.duration or 0)
     except av.error.FFmpegError as err:
         raise CorruptVideoError(
             path, f"the video packets cannot be read after packet {len(pts_list)}: {err}", REDOWNLOAD_HINT
         ) from None
-    if not pts_list:
+    shown = np.flatnonzero(~np.asarray(discard_list, dtype=bool))
+    if not len(shown):
         raise CorruptVideoError(path, "the video stream has no frames", REDOWNLOAD_HINT)
+    if len(set(pts_list)) != len(pts_list):
+        raise CorruptVideoError(path, "two video frames share one timestamp; the frame order is ambiguous")
     packet_pts = np.asarray(pts_list, dtype=np.int64)
     is_key = np.asarray(key_list, dtype=bool)
     if not is_key.any():
         is_key[0] = True  # streams without keyframe flags: decode from the start
-    shown = np.flatnonzero(~np.asarray(discard_list, dtype=bool))
     order = shown[np.argsort(packet_pts[shown], kind="stable")]
     frame_pts = packet_pts[order]
-    if len(set(pts_list)) != len(pts_list):
-        raise CorruptVideoError(path, "two video frames share one timestamp; the frame order is ambiguous")
-    if last_duration <= 0:
-        last_duration = int(frame_pts[-1] - frame_pts[-2]) if len(frame_pts) > 1 else 1
+    # The last frame is shown for its packet's duration (else for the gap before it).
+    last_duration = duration_list[order[-1]] or (int(frame_pts[-1] - frame_pts[-2]) if len(frame_pts) > 1 else 1)
     return FrameIndex(
         time_base=stream.time_base,
         packet_pts=packet_pts,
-        packet_seek_ts=packet_pts.copy(),
         packet_is_key=is_key,
+        key_positions=np.flatnonzero(is_key),
         frame_pts=frame_pts,
         frame_packet=order.astype(np.int64),
         end_pts=int(frame_pts[-1]) + int(last_duration),
@@ -415,7 +409,7 @@ class VideoReader:
         position_of = index.packet_position
         remaining = set(wanted_pts)
         context.flush_buffers()
-        self._container.seek(int(index.packet_seek_ts[start]), stream=stream, backward=True)
+        self._container.seek(int(index.packet_pts[start]), stream=stream, backward=True)
         started = False
         for _attempt in range(2):
             for packet in self._container.demux(stream):
