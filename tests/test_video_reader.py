@@ -36,12 +36,15 @@ def videos(tmp_path_factory):
         "rot-90": make_video(root / "rot-90.mp4", num_frames=30, height=64, width=48, rotation=-90, gop=10),
         "rot180": make_video(root / "rot180.mp4", num_frames=30, height=64, width=48, rotation=180, gop=10),
         "vfr": make_video(root / "vfr.mp4", num_frames=45, height=48, width=32, vfr=True, gop=15),
+        # Camera-like content (B-frames carry residual) with B-pyramid references, long GOP.
+        "camera": make_video(root / "camera.mp4", num_frames=140, height=96, width=64, gop=120, bframes=3,
+                             index_in_pixels=False, crf=23),
         "late_start": make_video(root / "late.mp4", num_frames=40, height=48, width=32, start_time=1.0,
                                  audio=True, audio_sample_rate=16000, audio_channels=1, gop=15),
     }
 
 
-@pytest.mark.parametrize("name", ["long_gop", "short_gop", "no_bframes", "rot90", "vfr", "late_start"])
+@pytest.mark.parametrize("name", ["long_gop", "short_gop", "no_bframes", "rot90", "vfr", "late_start", "camera"])
 def test_random_index_lists_equal_a_full_decode(videos, name):
     reference = full_decode(videos[name])
     rng = np.random.default_rng(7)
@@ -56,6 +59,37 @@ def test_random_index_lists_equal_a_full_decode(videos, name):
         assert np.array_equal(reader.get_frames(range(3, 67, 4) if len(reference) > 67 else range(0, len(reference), 3)).numpy(),
                               reference[3:67:4] if len(reference) > 67 else reference[::3])
         assert np.array_equal(reader.get_frames(range(len(reference))).numpy(), reference)
+
+
+def test_frame_threads_give_the_same_frames(videos):
+    reference = full_decode(videos["camera"])
+    indices = [130, 4, 5, 66, 67, 68, 139, 0]
+    with VideoReader(videos["camera"], threads=2) as reader:
+        assert np.array_equal(reader.get_frames(indices).numpy(), reference[indices])
+
+
+def test_unwanted_non_reference_frames_are_not_decoded(videos, monkeypatch):
+    """The decoder is told to skip non-reference frames exactly when they are not wanted."""
+    import av.video.codeccontext
+
+    decoded_pict_types = []
+    original = av.video.codeccontext.VideoCodecContext.decode
+
+    def counting_decode(self, packet=None):
+        frames = original(self, packet)
+        decoded_pict_types.extend(str(frame.pict_type) for frame in frames)
+        return frames
+
+    reference = full_decode(videos["camera"])
+    monkeypatch.setattr(av.video.codeccontext.VideoCodecContext, "decode", counting_decode)
+    wanted = [100, 104, 108, 112]
+    with VideoReader(videos["camera"]) as reader:
+        frames = reader.get_frames(wanted)
+    assert np.array_equal(frames.numpy(), reference[wanted])
+    # From the keyframe at 0 a plain decode makes at least 113 frames, about 60% of them B-frames; only
+    # the wanted B-frames and the B-pyramid references among the others are decoded.
+    assert 16 < len(decoded_pict_types) < 0.8 * 113
+    assert sum(t in ("B", "3") for t in decoded_pict_types) < 0.5 * 113 * 0.6 + len(wanted)
 
 
 def test_frame_content_is_the_frame_asked_for(videos):
