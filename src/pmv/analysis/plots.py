@@ -44,12 +44,14 @@ def plot_training_curve(records: Sequence[dict], path: str | os.PathLike, title:
     steps = [r for r in records if r.get("kind") == "train"]
     epochs = [r for r in records if r.get("kind") == "epoch"]
     vals = [r for r in records if r.get("kind") == "val"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_loss, ax_lr, ax_acc) = plt.subplots(1, 3, figsize=(14, 3.8))
     if steps:
         ax_loss.plot([r["epoch"] for r in steps], [r["loss"] for r in steps], label="train loss", color="C0")
-        ax_lr = ax_loss.twinx()
-        ax_lr.plot([r["epoch"] for r in steps], [r["lr"] for r in steps], color="C3", alpha=0.5, label="lr")
-        ax_lr.set_ylabel("learning rate", color="C3")
+        ax_lr.plot([r["epoch"] for r in steps], [r["lr"] for r in steps], color="C3")
+    ax_lr.set_xlabel("epoch")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax_lr.grid(alpha=0.3)
     if vals:
         ax_loss.plot([r["epoch"] for r in vals], [r["loss"] for r in vals], "o-", color="C1", label="val loss")
     ax_loss.set_xlabel("epoch")
@@ -66,6 +68,7 @@ def plot_training_curve(records: Sequence[dict], path: str | os.PathLike, title:
     ax_acc.legend(loc="lower right")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, Path(path))
 
 

@@ -26,6 +26,9 @@ class Command:
 
 # One line per command; keep the table sorted by group, then name.
 COMMANDS: list[Command] = [
+    Command(None, "demo", "pmv.cli.demo", "synthesise a small portrait dataset, train the tiny model on the CPU, test it"),
+    Command(None, "test", "pmv.cli.test", "multi-view test of a checkpoint: top-1/top-5, per-class CSV, confusion matrix"),
+    Command(None, "train", "pmv.cli.train", "train a model from a recipe (one process, or many under torchrun)"),
     Command(None, "download", "pmv.cli.download", "download PMV-400 videos (or import a mirror), verified and resumable"),
     Command("data", "check", "pmv.cli.data_check", "probe every listed video: missing, broken, too short, orientation; cleaned lists"),
     Command("data", "fetch-annotations", "pmv.cli.data_fetch", "download and verify the PMV-400 lists and class names"),
