@@ -16,6 +16,14 @@ from pmv.models.flops import model_flops
 AV_REFERENCE = Path("/work/shared/reference/statedict_avslowfast_r50_4x16.txt")
 SIZES = [(224, 224), (256, 192), (288, 192), (192, 256)]
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small tensors: one intra-op thread avoids OpenMP hand-off costs on the shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 def read_listing(path: Path) -> dict[str, tuple[int, ...]]:
     shapes = {}
