@@ -182,3 +182,12 @@ def test_cli_models_flops_text_and_errors(capsys):
     assert "frames x height x width" in capsys.readouterr().err
     assert main(["models", "flops", "x3d_mm"]) == 2
     assert "did you mean 'x3d_m'" in capsys.readouterr().err
+
+
+def test_checkpoint_blocks_selects_the_first_blocks_per_stage():
+    model = create_model("x3d_m", num_classes=4, act_checkpoint=True, checkpoint_blocks=[1, 0, 2])
+    assert model.s2.checkpoint == [[True, False, False]]
+    assert model.s3.checkpoint == [[False] * 5]
+    assert model.s4.checkpoint == [[True, True] + [False] * 9]
+    assert model.s5.checkpoint == [[False] * 7]  # stages beyond the list: none
+    assert create_model("x3d_m", num_classes=4, act_checkpoint=True).s5.checkpoint == [[True] * 7]

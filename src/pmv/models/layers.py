@@ -204,7 +204,10 @@ def checkpoint_flags(num_blocks_per_stage: list[int], act_checkpoint: bool, chec
         if not act_checkpoint:
             flags.append([False] * count)
             continue
-        limit = count if not checkpoint_blocks else int(checkpoint_blocks[stage])
+        if not checkpoint_blocks:
+            limit = count
+        else:  # stages beyond the given list are not checkpointed
+            limit = int(checkpoint_blocks[stage]) if stage < len(checkpoint_blocks) else 0
         flags.append([i < limit for i in range(count)])
     return flags
 
