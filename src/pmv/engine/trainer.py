@@ -77,10 +77,11 @@ def build_model(config: Config, *, input_size: tuple[int, int, int] | None = Non
     }
     params = inspect.signature(get_builder(model_cfg.name)).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    overrides = {k: v for k, v in wanted.items() if takes_any or k in params}
+    defaults = type(model_cfg)()
+    # Named options always; through **options only values a recipe changed (the builder checks their names).
+    overrides = {k: v for k, v in wanted.items() if k in params or (takes_any and v != getattr(defaults, k))}
     for key in wanted.keys() - overrides.keys():
-        default = getattr(type(model_cfg)(), key)
-        if wanted[key] != default:
+        if wanted[key] != getattr(defaults, key):
             log.warning("model %s has no %r option; model.%s=%r is ignored", model_cfg.name, key, key, wanted[key])
     if input_size is None:
         input_size = (config.data.num_frames, *config.transform.train_crop)
