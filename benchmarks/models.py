@@ -11,8 +11,10 @@ Per model and crop (H x W) it measures, in one process and on the same inputs:
 * for attention models that offer ``set_attention_impl`` (MViTv2, UniFormer): forward clips/s with the fused
   ``scaled_dot_product_attention`` against the explicit ``softmax(QK^T)V`` path (ratio SDPA/math).
 
-Each measurement runs one warm-up call, then repeats until ``--min-seconds`` have passed (at most ``--max-iters``
-calls), so big models get one or two timed calls and small ones many. Clips per second = calls / seconds (batch 1).
+Each function gets one warm-up call; the forward variants of a model are then timed round-robin (so all see the
+same machine load and their ratios hold on a busy machine) until each has run ``--min-seconds`` (at most
+``--max-iters`` rounds). Clips per second = calls / seconds (batch 1). ``--threads 1`` gives steadier numbers on a
+shared machine.
 SlowFast-family models get ``--frames`` Fast frames (the Slow pathway is T / alpha inside). Prints a markdown table.
 """
 
@@ -30,23 +32,28 @@ from pmv.models import create_model, list_models
 from pmv.models.flops import input_spec_of, parse_input_size
 
 
-def timed_rate(fn, min_seconds: float, max_iters: int) -> float:
-    """Calls per second of ``fn`` after one warm-up call."""
-    fn()
-    calls, start = 0, time.perf_counter()
-    while True:
+def interleaved_rates(fns: dict, min_seconds: float, max_iters: int) -> dict[str, float]:
+    """Calls per second of each function, timed round-robin (after one warm-up call each).
+
+    Interleaving puts every variant under the same machine load, so their ratios hold even on a busy machine.
+    """
+    for fn in fns.values():
         fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds or calls >= max_iters:
-            return calls / elapsed
+    elapsed = dict.fromkeys(fns, 0.0)
+    rounds = 0
+    while rounds < max_iters and (rounds == 0 or min(elapsed.values()) < min_seconds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            elapsed[key] += time.perf_counter() - start
+        rounds += 1
+    return {key: rounds / seconds for key, seconds in elapsed.items()}
 
 
 def bench_model(name: str, frames: int, height: int, width: int, args) -> dict:
     torch.manual_seed(0)
     model = create_model(name, num_classes=400, input_size=(frames, height, width))
     inputs = input_spec_of(model).example_inputs(batch=1, input_size=(frames, height, width))
-    rate = lambda fn: timed_rate(fn, args.min_seconds, args.max_iters)  # noqa: E731
     row = {"model": name, "input": f"{frames}x{height}x{width}"}
 
     model.eval()
@@ -59,13 +66,18 @@ def bench_model(name: str, frames: int, height: int, width: int, args) -> dict:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             model(*inputs)
 
-    row["fwd_fp32"] = rate(forward)
-    row["fwd_bf16"] = rate(forward_bf16)
+    variants = {"fwd_fp32": forward, "fwd_bf16": forward_bf16}
     if hasattr(model, "set_attention_impl"):
-        model.set_attention_impl("math")
-        row["fwd_math"] = rate(forward)
+        def forward_with(impl):
+            def run():
+                model.set_attention_impl(impl)
+                forward()
+            return run
+
+        variants.update(fwd_sdpa=forward_with("sdpa"), fwd_math=forward_with("math"))
+    row.update(interleaved_rates(variants, args.min_seconds, args.max_iters))
+    if hasattr(model, "set_attention_impl"):
         model.set_attention_impl("sdpa")
-        row["fwd_sdpa"] = rate(forward)
 
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -77,7 +89,7 @@ def bench_model(name: str, frames: int, height: int, width: int, args) -> dict:
         loss.backward()
         optimizer.step()
 
-    row["train"] = rate(train_step)
+    row["train"] = interleaved_rates({"train": train_step}, args.min_seconds, args.max_iters)["train"]
     del model, optimizer
     gc.collect()
     return row
