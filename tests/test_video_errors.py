@@ -138,3 +138,11 @@ def test_no_file_descriptor_leaks_on_errors(good, tmp_path):
             with VideoReader(corrupt) as reader:
                 reader.get_frames(range(reader.num_frames))
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_pipe_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "stream.mp4"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    for open_it in (probe, VideoReader):
+        with pytest.raises(NotAVideoError, match="not a regular file"):
+            open_it(fifo)

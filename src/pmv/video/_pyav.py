@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat as stat_module
 import struct
 
 import av
@@ -29,6 +30,9 @@ def check_file(path: str) -> int:
         raise VideoError(path, f"cannot read the file: {err.strerror or err}") from None
     if os.path.isdir(path):
         raise NotAVideoError(path, "is a directory, not a video file")
+    if not stat_module.S_ISREG(stat.st_mode):
+        # A pipe or device would block FFmpeg's probe forever.
+        raise NotAVideoError(path, "is not a regular file (a pipe, socket or device)")
     if stat.st_size == 0:
         raise EmptyVideoError(path, "the file is empty (0 bytes)", REDOWNLOAD_HINT)
     return stat.st_size

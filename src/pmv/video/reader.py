@@ -66,13 +66,23 @@ class FrameIndex:
     packet_is_key: np.ndarray  # bool
     key_positions: np.ndarray  # int64, decode-order positions of the keyframe packets
     frame_pts: np.ndarray  # int64, sorted: pts of frame i
-    frame_packet: np.ndarray  # int64: decode-order position of the packet that holds frame i
+    frame_packet: np.ndarray  # int32: decode-order position of the packet that holds frame i
     end_pts: int  # pts where the last frame stops being shown
-    packet_position: dict  # pts -> decode-order position of its packet
+    pts_sorted: np.ndarray  # int64, packet pts in increasing order, to find a packet's position by its pts
+    pts_sorted_position: np.ndarray  # int32, decode-order position of each of those packets
 
     @property
     def num_frames(self) -> int:
         return len(self.frame_pts)
+
+    def position_of(self, pts) -> int:
+        """Decode-order position of the packet with this pts, or -1 when there is none."""
+        if pts is None:
+            return -1
+        at = int(np.searchsorted(self.pts_sorted, pts))
+        if at < len(self.pts_sorted) and self.pts_sorted[at] == pts:
+            return int(self.pts_sorted_position[at])
+        return -1
 
     def frame_seconds(self) -> np.ndarray:
         return self.frame_pts.astype(np.float64) * float(self.time_base)
@@ -121,6 +131,7 @@ def build_frame_index(container, stream, path: str) -> FrameIndex:
         is_key[0] = True  # streams without keyframe flags: decode from the start
     order = shown[np.argsort(packet_pts[shown], kind="stable")]
     frame_pts = packet_pts[order]
+    by_pts = np.argsort(packet_pts, kind="stable")
     # The last frame is shown for its packet's duration (else for the gap before it).
     last_duration = duration_list[order[-1]] or (int(frame_pts[-1] - frame_pts[-2]) if len(frame_pts) > 1 else 1)
     return FrameIndex(
@@ -129,16 +140,17 @@ def build_frame_index(container, stream, path: str) -> FrameIndex:
         packet_is_key=is_key,
         key_positions=np.flatnonzero(is_key),
         frame_pts=frame_pts,
-        frame_packet=order.astype(np.int64),
+        frame_packet=order.astype(np.int32),
         end_pts=int(frame_pts[-1]) + int(last_duration),
-        packet_position={int(pts): position for position, pts in enumerate(pts_list)},
+        pts_sorted=packet_pts[by_pts],
+        pts_sorted_position=by_pts.astype(np.int32),
     )
 
 
 class _IndexCache:
     """Per-process cache of (metadata, frame index) by file identity, so a dataset indexes each file once."""
 
-    def __init__(self, capacity: int = 2048):
+    def __init__(self, capacity: int = 1024):  # about 10 KB per 300-frame video
         self.capacity = capacity
         self._entries: OrderedDict[tuple, tuple[VideoMetadata, FrameIndex]] = OrderedDict()
         self._lock = threading.Lock()
@@ -406,7 +418,6 @@ class VideoReader:
         wanted_pts = {int(index.frame_pts[f]): f for f in members}
         # Packets are identified by pts (unique per stream); where the seek lands we skip to ``start``.
         last_pts = int(index.packet_pts[last])
-        position_of = index.packet_position
         remaining = set(wanted_pts)
         context.flush_buffers()
         self._container.seek(int(index.packet_pts[start]), stream=stream, backward=True)
@@ -417,7 +428,7 @@ class VideoReader:
                     break  # end of stream
                 pts = packet.pts if packet.pts is not None else packet.dts
                 if not started:
-                    position = position_of.get(pts, -1)
+                    position = index.position_of(pts)
                     if position < start:
                         continue  # before the keyframe we need: dropped unread by the decoder
                     if position > start:
