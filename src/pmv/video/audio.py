@@ -35,22 +35,23 @@ def read_audio(container, path: str, start_s: float, end_s: float, sample_rate: 
     first_time: float | None = None
     seek_s = max(start_s - _PREROLL_S, 0.0)
     try:
-        container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if frame.time is None:
-                continue
-            if first_time is None:
-                first_time = float(frame.time)
-            if resampler is None:
-                # Keep the channels through resampling and average them after, as the seed's AVSlowFast
-                # does (FFmpeg's own down-mix scales a stereo pair by 1/sqrt(2) each instead).
-                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=sample_rate)
-            for converted in resampler.resample(frame):
+        with av.logging.Capture(local=True):  # damage is raised below, not printed by FFmpeg
+            container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                if first_time is None:
+                    first_time = float(frame.time)
+                if resampler is None:
+                    # Keep the channels through resampling and average them after, as the seed's AVSlowFast
+                    # does (FFmpeg's own down-mix scales a stereo pair by 1/sqrt(2) each instead).
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=sample_rate)
+                for converted in resampler.resample(frame):
+                    chunks.append(converted.to_ndarray().mean(axis=0))
+                if frame.time + frame.samples / frame.sample_rate >= end_s + _PREROLL_S:
+                    break
+            for converted in resampler.resample(None) if resampler is not None else []:
                 chunks.append(converted.to_ndarray().mean(axis=0))
-            if frame.time + frame.samples / frame.sample_rate >= end_s + _PREROLL_S:
-                break
-        for converted in resampler.resample(None) if resampler is not None else []:
-            chunks.append(converted.to_ndarray().mean(axis=0))
     except av.error.FFmpegError as err:
         raise CorruptVideoError(path, f"the audio data cannot be decoded: {err}", REDOWNLOAD_HINT) from None
     out = np.zeros(wanted, dtype=np.float32)

@@ -120,12 +120,13 @@ def probe(path: str | os.PathLike, *, count_frames: bool = False) -> VideoMetada
     size_bytes = check_file(path)
     container = open_input(path)
     try:
-        stream = video_stream(container, path)
-        metadata = metadata_from_container(container, stream, path, size_bytes)
-        if count_frames or metadata.num_frames <= 0:
-            count = count_packets(container, stream, path)
-            if count > 0:
-                metadata = replace(metadata, num_frames=count)
-        return metadata
+        with av.logging.Capture(local=True):  # problems are raised as VideoErrors, not printed by FFmpeg
+            stream = video_stream(container, path)
+            metadata = metadata_from_container(container, stream, path, size_bytes)
+            if count_frames or metadata.num_frames <= 0:
+                count = count_packets(container, stream, path)
+                if count > 0:
+                    metadata = replace(metadata, num_frames=count)
+            return metadata
     finally:
         container.close()

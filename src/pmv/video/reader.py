@@ -238,8 +238,9 @@ class VideoReader:
             cache_key = _IndexCache.key(self.path)
             cached = INDEX_CACHE.get(cache_key)
             if cached is None:
-                metadata = metadata_from_container(self._container, self._stream, self.path, size_bytes)
-                index = build_frame_index(self._container, self._stream, self.path)
+                with av.logging.Capture(local=True):  # damage is raised as CorruptVideoError, not printed
+                    metadata = metadata_from_container(self._container, self._stream, self.path, size_bytes)
+                    index = build_frame_index(self._container, self._stream, self.path)
                 metadata = replace(metadata, num_frames=index.num_frames)
                 INDEX_CACHE.put(cache_key, (metadata, index))
             else:
