@@ -1,6 +1,6 @@
 """Decode benchmark: clips/s of VideoReader against a PySlowFast-style PyAV decode, measured in one process.
 
-    .venv/bin/python benchmarks/decode.py            # default run (about 3 minutes on 2 idle cores)
+    .venv/bin/python benchmarks/decode.py            # default run (about 2 minutes on 2 idle cores)
     .venv/bin/python benchmarks/decode.py --quick    # a short run
 
 A 720x1280 (W x H) portrait H.264 video with B-frames and a 250-frame GOP is generated (moving noise over
