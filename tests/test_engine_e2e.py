@@ -27,7 +27,8 @@ def overrides(summary, run_dir):
     return [*summary.config_overrides(), f"train.output_dir={run_dir}", "train.epochs=2", "train.batch_size=4",
             "train.num_workers=0", "data.num_frames=4", "data.sampling_rate=2", "transform.jitter_scales=[36,40]",
             "transform.train_crop=[64,36]", "test.short_side=36", "test.crop=[64,36]", "test.batch_size=6",
-            "test.num_temporal_views=2", "train.log_period=1"]
+            "test.num_temporal_views=2", "train.log_period=1", "train.precise_bn=true",
+            "train.precise_bn_batches=2"]
 
 
 def test_train_then_test_with_a_corrupt_video_and_a_view_sweep(dataset, tmp_path, capsys):

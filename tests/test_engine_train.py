@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,7 +54,19 @@ HELPER = textwrap.dedent(
     def engine_test_mlp(num_classes=3, input_size=(2, 4, 4), dropout=0.0, **_):
         return nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 4 * 4, 16), nn.Tanh(), nn.Linear(16, num_classes))
 
+    class FakeViews(FakeClips):
+        """Test views: item i is view i % 2 of video i // 2 (no noise: scores must not depend on the rank)."""
+        def __len__(self):
+            return 2 * len(self.labels)
+        def __getitem__(self, i):
+            item = FakeClips.__getitem__(self, i // 2)
+            item["clip"] = item["clip"] + 0.05 * (i % 2)
+            item.update(temporal_view=i % 2, valid=True)
+            return item
+
+    import pmv.data.dataset
     trainer.build_train_data = lambda config: (FakeClips(48, 1), FakeClips(12, 2))
+    pmv.data.dataset.build_test_dataset = lambda data, test, split: FakeViews(7, 4)  # 14 views over 2 ranks
 
     from pmv.cli.main import main
     sys.exit(main(sys.argv[1:]))
@@ -177,3 +190,18 @@ def test_two_process_torchrun_matches_one_process_with_same_global_batch(tmp_pat
     vals_one = [r["top1"] for r in read_metrics(one) if r["kind"] == "val"]
     vals_two = [r["top1"] for r in read_metrics(two) if r["kind"] == "val"]
     assert vals_one == vals_two  # all-reduced validation over 2 shards = the 1-process numbers
+
+    # The multi-view test on 2 ranks: 7 videos x 2 views, sharded unevenly, gathered with no view counted twice.
+    best = str(two / "checkpoints" / ckpt.BEST_NAME)
+    test_args = ["test", "--checkpoint", best, "--views", "2x1"]
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                            str(script), *test_args, "--out", str(tmp_path / "t2")],
+                           capture_output=True, text=True, env=env(FAKE_NOISE=0), timeout=300)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    single = subprocess.run([sys.executable, str(script), *test_args, "--out", str(tmp_path / "t1")],
+                            capture_output=True, text=True, env=env(FAKE_NOISE=0), timeout=120)
+    assert single.returncode == 0, single.stderr[-3000:]
+    npz = [np.load(tmp_path / t / "predictions_2x1.npz") for t in ("t1", "t2")]
+    assert npz[1]["view_counts"].tolist() == [2] * 7
+    np.testing.assert_allclose(npz[0]["scores"], npz[1]["scores"], rtol=1e-5)
+    assert multi.stdout.count("report:") == 1  # only rank 0 prints and writes
