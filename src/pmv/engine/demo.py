@@ -114,7 +114,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     report = evaluate_checkpoint(checkpoint, output_dir=out / "test", device="cpu")
     main = report.main
 
-    curve = plot_training_curve(read_metrics(result.output_dir), out / "training_curve.png",
+    plot_training_curve(read_metrics(result.output_dir), out / "training_curve.png",
                                 title=f"{config.model.name} on the synthetic portrait dataset")
     confusion = out / "confusion_matrix.png"
     shutil.copyfile(main.files["confusion_matrix"], confusion)

@@ -224,6 +224,8 @@ def train(
     _set_determinism(tc.deterministic)
     if tc.grad_accum < 1:
         raise ConfigError("train.grad_accum must be >= 1")
+    if tc.loss not in ("cross_entropy", "soft_cross_entropy"):
+        raise ConfigError(f"train.loss={tc.loss!r} is not one of cross_entropy, soft_cross_entropy")
 
     # Data first: it names the classes the model is built for.
     train_set, val_set = datasets if datasets is not None else build_train_data(config)
