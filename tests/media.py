@@ -205,6 +205,7 @@ def make_video(
     audio_channels: int = 2,
     faststart: bool = False,
     crf: int = 18,
+    open_gop: bool = False,
 ) -> Path:
     """Write a real video file and return its path.
 
@@ -218,12 +219,17 @@ def make_video(
     frame, in seconds (the mp4 gets an edit list); with ``audio=True`` the audio track still starts at 0 and
     lasts until the end of the video. ``vfr``: irregular frame gaps, see ``frame_times``. ``audio``: an AAC sine
     tone of ``audio_frequency`` Hz, amplitude 0.5, on ``audio_channels`` identical channels. ``codec``: an FFmpeg
-    encoder name (``libx264``, ``mpeg4``, ``libvpx-vp9`` with a ``.webm`` path). ``faststart``: put the index
-    (moov) before the data, as streaming sites do. ``crf``: x264 quality (lower = better).
+    encoder name (``libx264``, ``libx265``, ``mpeg4``, ``libvpx-vp9`` with a ``.webm`` path). ``faststart``:
+    put the index (moov) before the data, as streaming sites do. ``crf``: x264/x265 quality (lower = better).
+    ``open_gop``: keyframes after the first are not IDR and the B-frames shown just before them are coded after
+    them, referencing the previous GOP (x264/x265).
     """
     path = Path(path)
     if height % 2 or width % 2:
         raise ValueError(f"height and width must be even for yuv420p, got {height}x{width}")
+    if codec == "libx265" and min(height, width) < 64:
+        # x265 corrupts its heap (and aborts the interpreter) on pictures narrower than one 64-pixel CTU.
+        raise ValueError(f"libx265 needs height and width of at least 64, got {height}x{width}")
     if rotation % 90:
         raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation}")
     if num_frames - 1 > MAX_INDEX and index_in_pixels:
@@ -249,7 +255,15 @@ def make_video(
             stream.codec_context.options = {
                 "preset": "veryfast",
                 "crf": str(crf),
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}",
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"
+                               + (":open-gop=1" if open_gop else ""),
+            }
+        elif codec == "libx265":
+            stream.codec_context.options = {
+                "preset": "ultrafast",
+                "crf": str(crf),
+                "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}:open-gop="
+                               f"{int(open_gop)}:log-level=error",
             }
         elif codec == "libvpx-vp9":
             stream.codec_context.options = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"}

@@ -39,12 +39,25 @@ def videos(tmp_path_factory):
         # Camera-like content (B-frames carry residual) with B-pyramid references, long GOP.
         "camera": make_video(root / "camera.mp4", num_frames=140, height=96, width=64, gop=120, bframes=3,
                              index_in_pixels=False, crf=23),
+        # Other codecs and GOP shapes phones and apps produce.
+        "hevc": make_video(root / "hevc.mp4", num_frames=70, height=96, width=64, codec="libx265", gop=30,
+                           bframes=3, rotation=90),
+        "hevc_open_gop": make_video(root / "hevc_open.mp4", num_frames=70, height=96, width=64, codec="libx265",
+                                    gop=30, bframes=3, open_gop=True),
+        "h264_open_gop": make_video(root / "h264_open.mp4", num_frames=70, height=64, width=48, gop=30,
+                                    bframes=3, open_gop=True),
+        "mpeg4": make_video(root / "mpeg4.mp4", num_frames=50, height=64, width=48, codec="mpeg4", gop=20,
+                            bframes=2),
         "late_start": make_video(root / "late.mp4", num_frames=40, height=48, width=32, start_time=1.0,
                                  audio=True, audio_sample_rate=16000, audio_channels=1, gop=15),
     }
 
 
-@pytest.mark.parametrize("name", ["long_gop", "short_gop", "no_bframes", "rot90", "vfr", "late_start", "camera"])
+@pytest.mark.parametrize(
+    "name",
+    ["long_gop", "short_gop", "no_bframes", "rot90", "vfr", "late_start", "camera", "hevc", "hevc_open_gop",
+     "h264_open_gop", "mpeg4"],
+)
 def test_random_index_lists_equal_a_full_decode(videos, name):
     reference = full_decode(videos[name])
     rng = np.random.default_rng(7)
@@ -97,6 +110,11 @@ def test_frame_content_is_the_frame_asked_for(videos):
         indices = [159, 0, 80, 80, 74, 75, 76, 3, 3]
         frames = reader.get_frames(indices)
     assert [read_index(frame.numpy()) for frame in frames] == indices
+    for name in ["hevc", "hevc_open_gop", "h264_open_gop", "mpeg4"]:
+        with VideoReader(videos[name]) as reader:
+            # Around the second keyframe: the open-GOP frames shown before it are coded after it.
+            indices = [31, 27, 28, 29, 30, 45, 1]
+            assert [read_index(f.numpy()) for f in reader.get_frames(indices)] == indices, name
 
 
 def test_duplicates_unsorted_negative_and_empty_indices(videos):

@@ -181,6 +181,9 @@ class _IndexCache:
 
 INDEX_CACHE = _IndexCache()
 
+# Files (by cache key) whose keyframes are not all clean starting points: they are decoded from the start.
+_DECODE_FROM_START: set = set()
+
 
 def _output_size(coded_width: int, coded_height: int, rotation: int, short_side, size) -> tuple[int, int] | None:
     """The (width, height) to scale the coded picture to, or None to keep it."""
@@ -230,12 +233,13 @@ class VideoReader:
         self.size = tuple(int(s) for s in size) if size is not None else None
         self.threads = max(1, int(threads))
         self._container = None
+        self._cache_key = None
         _enable_decoder_error_reports()
         size_bytes = check_file(self.path)
         self._container = open_input(self.path)
         try:
             self._stream = video_stream(self._container, self.path)
-            cache_key = _IndexCache.key(self.path)
+            cache_key = self._cache_key = _IndexCache.key(self.path)
             cached = INDEX_CACHE.get(cache_key)
             if cached is None:
                 with av.logging.Capture(local=True):  # damage is raised as CorruptVideoError, not printed
@@ -392,12 +396,27 @@ class VideoReader:
         for slot, frame in enumerate(wanted.tolist()):
             slots.setdefault(frame, []).append(slot)
         frames = np.asarray(sorted(slots), dtype=np.int64)
-        errors_before, _ = _ffmpeg_error_count()
         # FFmpeg's messages about damaged data are collected here (and logged at debug level), not printed.
         with av.logging.Capture(local=True) as messages:
             try:
                 for start, last, members in self._plan_runs(frames):
-                    self._decode_run(start, last, members, slots, out)
+                    if self._cache_key in _DECODE_FROM_START:
+                        start = 0
+                    errors = self._decode_run_checked(start, last, members, slots, out)
+                    if errors and start > 0:
+                        # Starting at a keyframe that is not an instantaneous refresh (an open-GOP H.264
+                        # I-frame) makes the decoder report missing references that do not matter for the
+                        # frames after it. Decoding from the start of the stream tells that apart from damage.
+                        logger.debug("%s: decoder errors after a mid-stream start; decoding from the start",
+                                     self.path)
+                        errors = self._decode_run_checked(0, last, members, slots, out)
+                        if not errors:
+                            _DECODE_FROM_START.add(self._cache_key)
+                    if errors:
+                        raise CorruptVideoError(
+                            self.path, f"the video data is damaged, the decoder reported errors ({errors})",
+                            REDOWNLOAD_HINT,
+                        )
             except av.error.FFmpegError as err:
                 raise CorruptVideoError(
                     self.path, f"the video data is damaged, a wanted frame cannot be decoded: {err}",
@@ -406,12 +425,15 @@ class VideoReader:
             finally:
                 for _level, name, message in messages[:20]:
                     logger.debug("%s: ffmpeg %s: %s", self.path, name, message.strip())
+
+    def _decode_run_checked(self, start: int, last: int, members: list[int], slots: dict, out: np.ndarray) -> str:
+        """Decode one run; return the decoder's last error message if it reported any, else ''."""
+        errors_before, _ = _ffmpeg_error_count()
+        self._decode_run(start, last, members, slots, out)
         errors_after, last_error = _ffmpeg_error_count()
-        if errors_after != errors_before:
-            detail = f"{last_error[1]}: {last_error[2].strip()}" if last_error else "decoder error"
-            raise CorruptVideoError(
-                self.path, f"the video data is damaged, the decoder reported errors ({detail})", REDOWNLOAD_HINT
-            )
+        if errors_after == errors_before:
+            return ""
+        return f"{last_error[1]}: {last_error[2].strip()}" if last_error else "decoder error"
 
     def _decode_run(self, start: int, last: int, members: list[int], slots: dict, out: np.ndarray) -> None:
         index, stream = self._index, self._stream
