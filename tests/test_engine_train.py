@@ -126,6 +126,16 @@ def test_train_writes_run_files_and_learns(tmp_path, helper):
     assert state["config"]["model"]["name"] == "engine_test_mlp"
     assert [p.name for p in ckpt.list_checkpoints(out)] == [ckpt.checkpoint_name(e, 0) for e in (1, 2, 3)]
 
+    # --resume from the epoch-1 checkpoint into a new folder replays epochs 2-3 exactly.
+    again = tmp_path / "again"
+    proc = subprocess.run([sys.executable, str(script), "train", "--config", str(recipe), f"train.output_dir={again}",
+                           "--resume", str(ckpt.list_checkpoints(out)[0])],
+                          capture_output=True, text=True, env=env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["kind"] for r in read_metrics(again)].count("epoch") == 2
+    a, b = final_state(out), final_state(again)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, helper):
