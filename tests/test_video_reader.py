@@ -11,7 +11,7 @@ import torch
 
 from media import frame_times, make_video, read_index, render_frame, trim_start_with_edit_list
 from pmv.video import FrameIndexError, VideoReader, probe, read_frames
-from pmv.video.reader import INDEX_CACHE
+from pmv.video.reader import _DECODE_FROM_START, INDEX_CACHE
 
 
 def full_decode(path) -> np.ndarray:
@@ -44,7 +44,7 @@ def videos(tmp_path_factory):
                            bframes=3, rotation=90),
         "hevc_open_gop": make_video(root / "hevc_open.mp4", num_frames=70, height=96, width=64, codec="libx265",
                                     gop=30, bframes=3, open_gop=True),
-        "h264_open_gop": make_video(root / "h264_open.mp4", num_frames=70, height=64, width=48, gop=30,
+        "h264_open_gop": make_video(root / "h264_open.mp4", num_frames=100, height=64, width=48, gop=30,
                                     bframes=3, open_gop=True),
         "mpeg4": make_video(root / "mpeg4.mp4", num_frames=50, height=64, width=48, codec="mpeg4", gop=20,
                             bframes=2),
@@ -115,6 +115,12 @@ def test_frame_content_is_the_frame_asked_for(videos):
             # Around the second keyframe: the open-GOP frames shown before it are coded after it.
             indices = [31, 27, 28, 29, 30, 45, 1]
             assert [read_index(f.numpy()) for f in reader.get_frames(indices)] == indices, name
+    # H.264 started at this file's last open-GOP I-frame reports missing references; the reader then decodes
+    # the file from its start instead of calling it damaged, and remembers to.
+    with VideoReader(videos["h264_open_gop"]) as reader:
+        assert [read_index(f.numpy()) for f in reader.get_frames([95, 93])] == [95, 93]
+        assert reader._cache_key in _DECODE_FROM_START
+        assert [read_index(f.numpy()) for f in reader.get_frames([99])] == [99]
 
 
 def test_duplicates_unsorted_negative_and_empty_indices(videos):
