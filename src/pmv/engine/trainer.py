@@ -283,8 +283,12 @@ def train(
         if class_names and state.get("class_names") and list(state["class_names"]) != class_names:
             raise CheckpointError("the checkpoint was trained on other classes than this data's class names; "
                                   "point train.output_dir at a new folder or fix data.list_dir")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"the checkpoint to resume does not fit this model/optimizer ({str(err)[:300]}); "
+                                  "resume with the config it was trained with, or use a new train.output_dir") from None
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         if ema is not None and state.get("ema"):
