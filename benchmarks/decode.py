@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/decode.py --quick    # a short run
 
 A 720x1280 (W x H) portrait H.264 video with B-frames and a 250-frame GOP is generated (a textured scene
-that pans, zooms and turns under moving gradients, so the encoder and decoder work as on camera footage). Each clip is 16 frames at stride 4
-from a random start, and the file is opened per clip, as a dataset's ``__getitem__`` does. Methods run in
-turn on the same clip positions, so they see the same machine state. Prints markdown tables.
+that pans, zooms and turns under moving gradients, so the encoder and decoder work as on camera footage).
+Each clip is 16 frames at stride 4 from a random start, and the file is opened per clip, as a dataset's
+``__getitem__`` does. Methods run in turn on the same clip positions, so they see the same machine state.
+Prints markdown tables.
 """
 
 from __future__ import annotations
