@@ -14,6 +14,7 @@ import contextlib
 import copy
 import inspect
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -269,7 +270,7 @@ def train(
     schedule = build_schedule(oc, tc.epochs, num_nodes=info.num_nodes, global_batch=global_batch)
 
     # Resume: an explicit checkpoint, else the newest valid one in the output folder.
-    start_epoch, start_step, global_step, best_metric, pending_rng = 0, 0, 0, None, None
+    start_epoch, start_step, global_step, best_metric, best_loss, pending_rng = 0, 0, 0, None, math.inf, None
     state = None
     if resume:
         state = ckpt.read_checkpoint(resume)
@@ -295,6 +296,7 @@ def train(
             ema.module.load_state_dict(state["ema"])
         start_epoch, start_step = int(state["epoch"]), int(state["step_in_epoch"])
         global_step, best_metric = int(state["global_step"]), state.get("best_metric")
+        best_loss = float(state.get("best_loss", math.inf))
         rng_states = state.get("rng") or []
         if len(rng_states) == info.world_size:
             pending_rng = rng_states[info.rank]
@@ -351,7 +353,7 @@ def train(
                 "steps_per_epoch": steps_per_epoch, "world_size": info.world_size,
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "ema": ema.module.state_dict() if ema is not None else None,
-                "rng": rng, "best_metric": best_metric, "metrics": metrics,
+                "rng": rng, "best_metric": best_metric, "best_loss": best_loss, "metrics": metrics,
             }
             last_path = ckpt.atomic_save(state, out / ckpt.CHECKPOINT_DIR / ckpt.checkpoint_name(epoch, step_in_epoch))
             if is_best:
@@ -463,8 +465,9 @@ def train(
                 metrics["epoch"] = epoch + 1
                 val_history.append(metrics)
                 tracker.log("val", global_step, **metrics)
-                if best_metric is None or metrics["top1"] > best_metric:
-                    best_metric, is_best = metrics["top1"], True
+                # Best = highest top-1; on a tie (small val sets saturate) the lower loss.
+                if best_metric is None or (metrics["top1"], -metrics["loss"]) > (best_metric, -best_loss):
+                    best_metric, best_loss, is_best = metrics["top1"], metrics["loss"], True
                 log.info("epoch %d/%d: train loss %.4f top-1 %.2f%% | val loss %.4f top-1 %.2f%% top-5 %.2f%%",
                          epoch + 1, tc.epochs, epoch_record["train_loss"], epoch_record["train_top1"],
                          metrics["loss"], metrics["top1"], metrics["top5"])
