@@ -218,13 +218,13 @@ def test_preview_cli_writes_a_png(dataset_dir, tmp_path, capsys):
 def test_train_transform_equals_resize_crop_flip_normalise(dataset_dir, seed):
     """Without RandAugment the one-pass sampler gives the seed's chain: short-side resize of the whole frame
     (bilinear), random crop, flip, normalise."""
-    from pmv.data.dataset import TrainClipTransform
+    from pmv.data.transforms import build_train_transform
 
     data = data_config(dataset_dir)
     config = TransformConfig(jitter_scales=[54, 70], train_crop=[80, 48])
     with VideoReader(dataset_dir / "videos" / "train_003_0001.mp4") as reader:
         frames = reader.get_frames([0, 3, 6, 9])
-    clip = TrainClipTransform(config, data)(frames, torch.Generator().manual_seed(seed))
+    clip = build_train_transform(config, data.mean, data.std)(frames, torch.Generator().manual_seed(seed))
     generator = torch.Generator().manual_seed(seed)
     size = TF.sample_jitter_scale(54, 70, generator)
     resized = TF.short_side_resize(TF.thwc_to_cthw(frames).float(), size)

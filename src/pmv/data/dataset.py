@@ -21,7 +21,6 @@ this process has seen.
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing
 from typing import Optional, Sequence
 
@@ -34,7 +33,7 @@ from pmv.data import sampling
 from pmv.data.annotations import SplitAnnotations, load_split
 from pmv.data.audio import clip_log_mel, silent_log_mel
 from pmv.data.transforms import functional as TF
-from pmv.data.transforms.randaugment import evaluate_augmented, parse_randaugment, sample_augment_ops, sample_frames
+from pmv.data.transforms.pipeline import TestTransform, build_train_transform
 from pmv.errors import ConfigError, DataError
 from pmv.video.errors import NoAudioStreamError, VideoError
 from pmv.video.reader import VideoReader
@@ -112,106 +111,6 @@ class ClipDataset(Dataset):
 
 
 # ------------------------------------------------------------------------------------------------ train
-def _sample_grid(length: int, start: float, step: float) -> torch.Tensor:
-    """Source coordinates of ``length`` output pixels of a resize (``align_corners=False``): pixel ``j`` reads
-    ``start + (j + 0.5) * step - 0.5``."""
-    return start + (torch.arange(length, dtype=torch.float32) + 0.5) * step - 0.5
-
-
-class TrainClipTransform:
-    """Decoded frames (uint8 ``T x H x W x 3``) -> one augmented, normalised clip ``C x T x h x w``."""
-
-    def __init__(self, transform: TransformConfig, data: DataConfig):
-        self.config = transform
-        self.mean, self.std = data.mean, data.std
-        if not len(data.mean) == len(data.std) == 3:
-            raise ConfigError(f"data.mean and data.std need 3 values (R, G, B), got {data.mean} and {data.std}")
-        self._mean_255 = torch.tensor(data.mean, dtype=torch.float32) * 255.0
-        self._inv_std_255 = 1.0 / (torch.tensor(data.std, dtype=torch.float32) * 255.0)
-        self.crop = _size_hw(transform.train_crop, "transform.train_crop")
-        self.policy = parse_randaugment(transform.randaugment) if transform.randaugment else None
-        self.inception = bool(transform.scale_relative or transform.aspect_relative)
-        if transform.interpolation not in ("bilinear", "bicubic"):
-            raise ConfigError(f"transform.interpolation must be bilinear or bicubic, got {transform.interpolation!r}")
-        low, high = transform.jitter_scales if len(transform.jitter_scales) == 2 else (0, 0)
-        if not self.inception and not 0 < low <= high:
-            raise ConfigError(f"transform.jitter_scales must be [min, max] with 0 < min <= max, got {transform.jitter_scales}")
-        if transform.erase_mode not in ("pixel", "rand", "const"):
-            raise ConfigError(f"transform.erase_mode must be pixel, rand or const, got {transform.erase_mode!r}")
-
-    def crop_box(self, height: int, width: int, generator: torch.Generator) -> tuple[float, float, float, float]:
-        """``(top, left, box_h, box_w)`` in source pixels of the region that becomes the output crop."""
-        config = self.config
-        if self.inception:
-            scale = config.scale_relative or [0.08, 1.0]
-            ratio = config.aspect_relative or [3.0 / 4.0, 4.0 / 3.0]
-            top, left, box_h, box_w = TF.inception_crop_box(height, width, scale, ratio, generator, switch_hw=True)
-            return float(top), float(left), float(box_h), float(box_w)
-        low, high = config.jitter_scales
-        if config.auto_adjust:
-            low, high = TF.adjust_jitter_scales(low, high, self.crop, (height, width))
-        size = TF.sample_jitter_scale(low, high, generator, config.inverse_uniform)
-        resized_h, resized_w = TF.short_side_resize_shape(height, width, size)
-        top, left = TF.random_crop_offsets(resized_h, resized_w, self.crop, generator)
-        scale_h, scale_w = height / resized_h, width / resized_w
-        return top * scale_h, left * scale_w, self.crop[0] * scale_h, self.crop[1] * scale_w
-
-    def __call__(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        height, width = frames.shape[1], frames.shape[2]
-        # RandAugment's ops are drawn first: the seed applies them to the full frames before any crop
-        ops = sample_augment_ops(self.policy, generator) if self.policy else []
-        top, left, box_h, box_w = self.crop_box(height, width, generator)
-        out_h, out_w = self.crop
-        ys = _sample_grid(out_h, top, box_h / out_h).view(-1, 1)
-        xs = _sample_grid(out_w, left, box_w / out_w).view(1, -1)
-        if self.config.random_flip and TF.uniform(generator, 0.0, 1.0) < 0.5:
-            xs = xs.flip(1)  # mirroring the crop = reading its columns right to left (no extra pass)
-        if ops:
-            values = evaluate_augmented(frames, ops, ys, xs, interpolation=self.config.interpolation)
-        else:
-            values = sample_frames(frames, ys, xs, mode=self.config.interpolation)
-        # normalise in place while channels are last (one pass, no new tensor), then one copy to C x T x h x w
-        values.sub_(self._mean_255).mul_(self._inv_std_255)
-        clip = values.permute(3, 0, 1, 2).contiguous()
-        if self.config.erase_prob > 0:
-            clip = random_erase(clip, self.config.erase_prob, self.config.erase_mode, self.config.erase_count, generator)
-        return clip
-
-
-def random_erase(
-    clip: torch.Tensor, prob: float, mode: str, count: int, generator: torch.Generator,
-    min_area: float = 0.02, max_area: float = 1 / 3, min_aspect: float = 0.3,
-) -> torch.Tensor:
-    """Random erasing after normalisation, the same box on every frame (timm's ``cube`` erasing, as the seed
-    uses): with probability ``prob``, ``count`` boxes of 2-33 % of the area, aspect in [0.3, 3.3], filled with
-    per-pixel normal noise (``pixel``), one random colour per channel (``rand``) or zeros (``const``).
-    Works in place on ``clip`` (C x T x H x W) and returns it."""
-    if TF.uniform(generator, 0.0, 1.0) >= prob:
-        return clip
-    channels, _, height, width = clip.shape
-    area = height * width
-    log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
-    for _ in range(max(1, count)):
-        for _attempt in range(10):
-            target = TF.uniform(generator, min_area, max_area) * area
-            aspect = math.exp(TF.uniform(generator, *log_aspect))
-            box_h = int(round(math.sqrt(target * aspect)))
-            box_w = int(round(math.sqrt(target / aspect)))
-            if box_w < width and box_h < height:
-                top = TF.randint(generator, 0, height - box_h + 1)
-                left = TF.randint(generator, 0, width - box_w + 1)
-                region = clip[:, :, top : top + box_h, left : left + box_w]
-                if mode == "pixel":
-                    fill = torch.randn(region.shape, generator=generator)
-                elif mode == "rand":
-                    fill = torch.randn((channels, 1, 1, 1), generator=generator).expand_as(region)
-                else:
-                    fill = torch.zeros_like(region)
-                region.copy_(fill)
-                break
-    return clip
-
-
 class TrainClipDataset(ClipDataset):
     """One random clip per video per visit; ``num_sample`` augmented copies from one decode."""
 
@@ -220,7 +119,7 @@ class TrainClipDataset(ClipDataset):
         if transform.num_sample < 1:
             raise ConfigError(f"transform.num_sample must be at least 1, got {transform.num_sample}")
         self.transform_config = transform
-        self.transform = TrainClipTransform(transform, data)
+        self.transform = build_train_transform(transform, data.mean, data.std)
         self.num_sample = transform.num_sample
 
     def __len__(self) -> int:
@@ -278,15 +177,13 @@ class _TestDecoder:
         if test.spatial_index not in (0, 1, 2):
             raise ConfigError(f"test.spatial_index must be 0, 1 or 2 (top/left, centre, bottom/right), got {test.spatial_index}")
         self._sizes: dict[str, tuple[int, int]] = {}  # path -> decoded (H, W) at the test scale
+        self._sizing = TestTransform(test, data.mean, data.std)  # the test resize rule (short side, auto-adjust)
 
     def spatial_indices(self) -> list[int]:
         return [0, 1, 2] if self.test.num_spatial_views == 3 else [self.test.spatial_index]
 
     def _test_size(self, height: int, width: int) -> tuple[int, int]:
-        size = self.test.short_side
-        if self.test.auto_adjust:
-            size = TF.adjust_jitter_scales(size, size, self.crop, (height, width))[0]
-        return TF.short_side_resize_shape(height, width, size)
+        return self._sizing.resized_shape(height, width)
 
     def open(self, path: str) -> VideoReader:
         """A reader that returns frames already at the test size (exact shape: floor of the long side)."""

@@ -110,13 +110,13 @@ class TrainTransform:
         # Draw order follows the seed: RandAugment ops, crop, flip, erasing.
         ops = sample_augment_ops(self.policy, generator) if self.policy else []
         ys, xs = self.source_grid(frames.shape[1], frames.shape[2], generator)
+        if self.config.random_flip and TF.uniform(generator, 0.0, 1.0) < 0.5:
+            xs = xs.flip(1)  # mirrored crop = its columns read right to left: no extra pass over the clip
         values = evaluate_augmented(
             frames, ops, ys, xs,
             interpolation=self.config.interpolation,
             geometric_interpolation=self.config.randaugment_interpolation,
         )  # fmt: skip
-        if self.config.random_flip and TF.uniform(generator, 0.0, 1.0) < 0.5:
-            values = values.flip(2)
         clip = _normalize_thwc(values, self._mean_255, self._inv_std_255)
         if self.config.erase_prob > 0:
             config = self.config
