@@ -81,4 +81,4 @@ def test_test_command_errors_are_clear(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     (tmp_path / "half.pt").write_bytes(b"PK\x03\x04 truncated")
     assert main(["test", "--checkpoint", str(tmp_path / "half.pt")]) == 2
-    assert "cannot be read" in capsys.readouterr().err
+    assert "cannot read checkpoint" in capsys.readouterr().err

@@ -48,7 +48,10 @@ def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise AnnotationNotFoundError(f"{what} not found: {path}") from None
+        raise AnnotationNotFoundError(
+            f"{what} not found: {path} (set data.list_dir / data.subset, or get the PMV-400 lists with "
+            "`pmv data fetch-annotations`)"
+        ) from None
     except IsADirectoryError:
         raise DataError(f"{what} {path} is a folder, not a file") from None
     except UnicodeDecodeError as err:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pmv.errors import CheckpointError
+from pmv.models.checkpoint import read_checkpoint_file
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate a pmv checkpoint; a missing, truncated or foreign file raises CheckpointError."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged zip/pickle
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it may be "
-                              "truncated by a crash: delete it or pick another") from None
+    state = read_checkpoint_file(path)  # missing, damaged or non-dict files raise CheckpointError there
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise CheckpointError(f"{path} is not a pmv training checkpoint (no 'format: {FORMAT}' entry); use "
                               "model.pretrained= to start from foreign weights")
