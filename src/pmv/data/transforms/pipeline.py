@@ -8,7 +8,7 @@ along the long side (index 0/1/2) or at a relative position -> normalise.
 
 Resize, crop and RandAugment are one sampling pass: the output pixels are mapped to source coordinates (resize
 ``src = (dst + 0.5) * in / out - 0.5`` clamped to the frame, as ``F.interpolate(align_corners=False)``) and read
-with :func:`~pmv.data.transforms.randaugment.evaluate_augmented`, so a 720x1280 frame is never resized whole.
+with :func:`~pmv.data.transforms.randaugment.evaluate_augmented` (pixel-major), so a 720x1280 frame is never resized whole.
 Without RandAugment the result equals ``short_side_resize`` + ``crop`` (float rounding aside).
 """
 
@@ -21,7 +21,7 @@ import torch
 from pmv.config.schema import TestConfig, TransformConfig
 from pmv.data.transforms import functional as TF
 from pmv.data.transforms.erasing import ERASE_MODES, random_erasing
-from pmv.data.transforms.randaugment import evaluate_augmented, parse_randaugment, sample_augment_ops
+from pmv.data.transforms.randaugment import _evaluate_pixel_major, parse_randaugment, sample_augment_ops
 from pmv.errors import ConfigError
 
 __all__ = ["resize_coordinates", "TrainTransform", "TestTransform", "build_train_transform", "build_test_transform"]
@@ -39,10 +39,14 @@ def resize_coordinates(start: int, count: int, in_size: int, out_size: int) -> t
     return ((dst + 0.5) * scale - 0.5).clamp_(0.0, in_size - 1.0)
 
 
-def _normalize_thwc(values: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor) -> torch.Tensor:
-    """Float ``T x H x W x C`` on 0..255 -> normalised ``C x T x H x W`` (one pass, then one copy)."""
-    values = values.sub_(mean).mul_(inv_std)
-    return values.permute(3, 0, 1, 2).contiguous()
+def _normalize_pixel_major(values: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor) -> torch.Tensor:
+    """Pixel-major float ``H x W x T x C`` on 0..255 -> normalised ``C x T x H x W``, in place then one copy.
+
+    Mean and std are expanded to ``T x C`` so they broadcast over the 48 contiguous numbers of a pixel."""
+    num_frames, channels = values.shape[-2], values.shape[-1]
+    values = values.sub_(mean.expand(num_frames, channels).contiguous())
+    values = values.mul_(inv_std.expand(num_frames, channels).contiguous())
+    return values.permute(3, 2, 0, 1).contiguous()
 
 
 def _check_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,12 +116,12 @@ class TrainTransform:
         ys, xs = self.source_grid(frames.shape[1], frames.shape[2], generator)
         if self.config.random_flip and TF.uniform(generator, 0.0, 1.0) < 0.5:
             xs = xs.flip(1)  # mirrored crop = its columns read right to left: no extra pass over the clip
-        values = evaluate_augmented(
+        values = _evaluate_pixel_major(
             frames, ops, ys, xs,
             interpolation=self.config.interpolation,
             geometric_interpolation=self.config.randaugment_interpolation,
         )  # fmt: skip
-        clip = _normalize_thwc(values, self._mean_255, self._inv_std_255)
+        clip = _normalize_pixel_major(values, self._mean_255, self._inv_std_255)
         if self.config.erase_prob > 0:
             config = self.config
             clip = random_erasing(clip, generator, config.erase_prob, config.erase_mode, config.erase_count)
@@ -181,8 +185,8 @@ class TestTransform:
         top, left = self.crop_offsets(resized_h, resized_w)
         ys = resize_coordinates(top, self.crop[0], height, resized_h).view(-1, 1)
         xs = resize_coordinates(left, self.crop[1], width, resized_w).view(1, -1)
-        values = evaluate_augmented(frames, [], ys, xs, interpolation="bilinear")
-        return _normalize_thwc(values, self._mean_255, self._inv_std_255)
+        values = _evaluate_pixel_major(frames, [], ys, xs, interpolation="bilinear")
+        return _normalize_pixel_major(values, self._mean_255, self._inv_std_255)
 
     def __repr__(self) -> str:
         where = f"relative {self.relative_position}" if self.relative_position else f"index {self.spatial_index}"

@@ -22,6 +22,8 @@ frame. :func:`rand_augment` evaluates the whole frame (integer grid) when a mate
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -214,6 +216,126 @@ def _keys_weights(t: torch.Tensor, a: float = -0.5) -> list[torch.Tensor]:
     return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
+_REACH = {"nearest": (0,), "bilinear": (0, 1), "bicubic": (-1, 0, 1, 2)}
+_scratch_buffers = threading.local()
+
+
+def _scratch(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """This thread's reusable 1-D buffer ``name`` of at least ``numel`` elements. A fresh 15 MB window per clip
+    costs page faults on every call (the allocator hands large blocks back to the OS), nearly as much as filling it.
+    """
+    buffers = getattr(_scratch_buffers, "buffers", None)
+    if buffers is None:
+        buffers = _scratch_buffers.buffers = {}
+    buffer = buffers.get(name)
+    if buffer is None or buffer.numel() < numel or buffer.dtype != dtype:
+        buffer = buffers[name] = torch.empty(numel, dtype=dtype)
+    return buffer[:numel]
+
+
+class _FrameSampler:
+    """Interpolating reads of one uint8 frames tensor ``T x H x W x 3``, returned PIXEL-MAJOR: ``*shape x T x 3``.
+
+    The window the coordinates touch is copied once pixel-major (``pixels x T*3``), so each interpolation tap is
+    one gather of contiguous 48-byte rows for all frames and channels at once. (Gathering 3-byte pixels from the
+    frames as stored costs about 4x more per tap, more than the copy saves even for bilinear.) The window is kept,
+    with one pixel of margin, and reused by later reads that fall inside it, such as a Sharpness op's ring.
+
+    Pixel-major values keep every later step fast: a per-(frame, channel) parameter (statistics, mean, std)
+    broadcasts over 48 contiguous numbers instead of an inner loop of 3.
+    """
+
+    def __init__(self, frames: torch.Tensor, reuse_buffer: bool = False):
+        self.frames: Optional[torch.Tensor] = frames
+        self.reuse_buffer = reuse_buffer  # window in this thread's scratch buffer: valid until the next such sampler
+        self.shape = tuple(frames.shape)
+        self.stats: dict[str, torch.Tensor] = {}  # statistics ops' results on these frames (see _Evaluator._stats)
+        self._window: Optional[tuple[int, int, int, int, torch.Tensor]] = None  # top, bottom, left, right, pixels
+
+    @classmethod
+    def whole(cls, frames: torch.Tensor) -> "_FrameSampler":
+        """A sampler with the whole frames copied pixel-major up front; it keeps no reference to ``frames``."""
+        sampler = cls(frames)
+        sampler.window(0, frames.shape[1], 0, frames.shape[2])
+        sampler.frames = None
+        return sampler
+
+    def pixels(self) -> torch.Tensor:
+        """The whole frames pixel-major, ``H x W x T x 3`` uint8 (a sampler made by :meth:`whole`)."""
+        top, bottom, left, right, pixels = self._window
+        if (top, left, bottom, right) != (0, 0, *self.shape[1:3]):
+            raise TransformError("pixels() needs a sampler made by _FrameSampler.whole")
+        return pixels.view(*pixels.shape[:2], self.shape[0], self.shape[3])
+
+    def window(self, top: int, bottom: int, left: int, right: int) -> tuple[int, int, torch.Tensor]:
+        """A pixel-major copy ``(h, w, T*3)`` of a window holding rows [top, bottom) and columns [left, right),
+        with its own top-left corner: the cached one when it holds them."""
+        cached = self._window
+        if cached is not None and cached[0] <= top and bottom <= cached[1] and cached[2] <= left and right <= cached[3]:
+            return cached[0], cached[2], cached[4]
+        num_frames, height, width, channels = self.shape
+        top, left = max(top - 1, 0), max(left - 1, 0)  # margin: a Sharpness ring reads one pixel further out
+        bottom, right = min(bottom + 1, height), min(right + 1, width)
+        window = self.frames[:, top:bottom, left:right]
+        size = (bottom - top) * (right - left) * num_frames * channels
+        pixels = _scratch("window", size, torch.uint8) if self.reuse_buffer else torch.empty(size, dtype=torch.uint8)
+        pixels = pixels.view(bottom - top, right - left, num_frames, channels)
+        # stack() of the per-frame windows writes the pixel-major layout about twice as fast as permute().contiguous()
+        torch.stack(window.unbind(0), dim=2, out=pixels)
+        pixels = pixels.view(bottom - top, right - left, num_frames * channels)
+        self._window = (top, bottom, left, right, pixels)
+        return top, left, pixels
+
+    def sample(self, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:
+        """Float values at ``(ys, xs)`` (broadcastable), ``*shape x T x 3`` contiguous."""
+        if mode not in _SAMPLING_MODES:
+            raise TransformError(f"interpolation must be one of {_SAMPLING_MODES}, got {mode!r}")
+        num_frames, height, width, channels = self.shape
+        ys, xs = torch.broadcast_tensors(ys, xs)
+        shape = ys.shape
+        ys = ys.reshape(-1).clamp(0, height - 1)
+        xs = xs.reshape(-1).clamp(0, width - 1)
+        if mode == "nearest":
+            ys, xs = ys.round(), xs.round()
+        reach = _REACH[mode]
+        y0, x0 = ys.floor(), xs.floor()
+        top = max(int(y0.min()) + reach[0], 0)
+        bottom = min(int(y0.max()) + reach[-1], height - 1) + 1
+        left = max(int(x0.min()) + reach[0], 0)
+        right = min(int(x0.max()) + reach[-1], width - 1) + 1
+        win_top, win_left, pixels = self.window(top, bottom, left, right)
+        win_h, win_w = pixels.shape[0], pixels.shape[1]
+        source = pixels.view(win_h * win_w, num_frames * channels)
+        # Clamping to the (cached, larger) window equals clamping to the frame: a tap beyond the frame's edge
+        # makes the needed window touch that edge, and so does any window holding it.
+        rows = [(y0 + (o - win_top)).long().clamp_(0, win_h - 1) * win_w for o in reach]
+        cols = [(x0 + (o - win_left)).long().clamp_(0, win_w - 1) for o in reach]
+        if mode == "nearest":
+            out = source.index_select(0, rows[0] + cols[0]).float()
+            return out.view(*shape, num_frames, channels)
+        ty, tx = ys - y0, xs - x0
+        if mode == "bilinear":
+            wys, wxs = [1 - ty, ty], [1 - tx, tx]
+        else:
+            wys, wxs = _keys_weights(ty), _keys_weights(tx)
+        out = None
+        # Taps go through two buffers reused for every tap (fresh 9 MB tensors would each cost page faults).
+        raw = torch.empty((ys.numel(), num_frames * channels), dtype=torch.uint8)
+        taps = torch.empty(raw.shape, dtype=torch.float32)
+        for row, wy in zip(rows, wys):
+            for col, wx in zip(cols, wxs):
+                torch.index_select(source, 0, row + col, out=raw)
+                taps.copy_(raw)
+                weight = (wy * wx).unsqueeze(1)
+                if out is None:
+                    out = torch.mul(taps, weight)  # = 0 + w * tap: the first of the accumulated taps
+                else:
+                    out.addcmul_(taps, weight)
+        if mode == "bicubic":
+            out.clamp_(0.0, 255.0)
+        return out.view(*shape, num_frames, channels)
+
+
 def sample_frames(frames: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Interpolate uint8 frames ``T x H x W x 3`` at pixel coordinates ``(ys, xs)`` (broadcastable, shared by all
     frames) -> float ``T x *shape x 3`` (a strided view). Coordinates are clamped to the frame (border), as
@@ -222,51 +344,11 @@ def sample_frames(frames: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode
     Only the window the coordinates touch is read: it is copied once pixel-major (``pixels x T*3``), so each
     interpolation tap is one contiguous row gather for all frames and channels at once.
     """
-    if mode not in _SAMPLING_MODES:
-        raise TransformError(f"interpolation must be one of {_SAMPLING_MODES}, got {mode!r}")
-    num_frames, height, width, channels = frames.shape
-    ys, xs = torch.broadcast_tensors(ys, xs)
-    shape = ys.shape
-    ys = ys.reshape(-1).clamp(0, height - 1)
-    xs = xs.reshape(-1).clamp(0, width - 1)
-    if mode == "nearest":
-        ys, xs = ys.round(), xs.round()
-    reach = {"nearest": (0,), "bilinear": (0, 1), "bicubic": (-1, 0, 1, 2)}[mode]
-    top = max(int(ys.min().floor()) + reach[0], 0)
-    bottom = min(int(ys.max().floor()) + reach[-1], height - 1) + 1
-    left = max(int(xs.min().floor()) + reach[0], 0)
-    right = min(int(xs.max().floor()) + reach[-1], width - 1) + 1
-    win_h, win_w = bottom - top, right - left
-    # stack() of the per-frame windows writes the pixel-major layout about twice as fast as permute().contiguous()
-    window = frames[:, top:bottom, left:right]
-    pixels = torch.stack(window.unbind(0), dim=2).view(win_h * win_w, num_frames * channels)
-    ys = ys - top
-    xs = xs - left
-    y0, x0 = ys.floor(), xs.floor()
-    ty, tx = ys - y0, xs - x0
-    y0, x0 = y0.long(), x0.long()
-    if mode == "nearest":
-        wys, wxs = [torch.ones_like(ty)], [torch.ones_like(tx)]
-    elif mode == "bilinear":
-        wys, wxs = [1 - ty, ty], [1 - tx, tx]
-    else:
-        wys, wxs = _keys_weights(ty), _keys_weights(tx)
-    rows = [(y0 + o).clamp_(0, win_h - 1) * win_w for o in reach]
-    cols = [(x0 + o).clamp_(0, win_w - 1) for o in reach]
-    out = torch.zeros(ys.numel(), num_frames * channels, dtype=torch.float32) if mode != "nearest" else None
-    for row, wy in zip(rows, wys):
-        for col, wx in zip(cols, wxs):
-            taps = pixels.index_select(0, row + col).float()
-            if mode == "nearest":
-                out = taps
-            else:
-                out.addcmul_(taps, (wy * wx).unsqueeze(1))
-    if mode == "bicubic":
-        out.clamp_(0.0, 255.0)
-    return out.view(-1, num_frames, channels).permute(1, 0, 2).unflatten(1, shape)
+    return _FrameSampler(frames).sample(ys, xs, mode).movedim(-2, 0)
 
 
 # --------------------------------------------------------------------------------------------------- colour ops
+# Values here are PIXEL-MAJOR: float ``... x T x 3`` on the 0..255 scale (see _FrameSampler).
 _LUMA = (0.299, 0.587, 0.114)  # PIL's RGB -> L weights
 
 
@@ -275,29 +357,42 @@ def _luma(values: torch.Tensor) -> torch.Tensor:
 
 
 def _blend(degenerate: torch.Tensor, values: torch.Tensor, factor: float) -> torch.Tensor:
-    return (degenerate + factor * (values - degenerate)).clamp_(0.0, 255.0)
+    """``degenerate + factor * (values - degenerate)``, clamped to [0, 255]. A degenerate that is constant across
+    channels is expanded first: broadcasting it over an inner dim of 3 makes every op an inner loop of 3."""
+    degenerate = degenerate.expand_as(values).contiguous()
+    out = torch.sub(values, degenerate).mul_(factor)
+    return out.add_(degenerate).clamp_(0.0, 255.0)
 
 
-def _per_frame_channel(values: torch.Tensor) -> torch.Tensor:
-    """``T x ... x 3`` -> ``T x 3 x N``."""
-    return values.reshape(values.shape[0], -1, values.shape[-1]).transpose(1, 2)
+def _per_frame_channel(param: torch.Tensor, num_frames: int, channels: int) -> torch.Tensor:
+    """A per-frame (``T``) or per-frame-channel (``T x 3``) parameter as a contiguous ``T x 3``: it broadcasts over
+    the leading dims of pixel-major values with all 48 numbers of a pixel in one inner run."""
+    if param.dim() == 1:
+        param = param.unsqueeze(1)
+    return param.expand(num_frames, channels).contiguous()
+
+
+def _level_offsets(num_frames: int, channels: int) -> torch.Tensor:
+    """``256 * (t * 3 + c)`` as float ``T x 3``: the row of each (frame, channel) in a flat table of 256 levels."""
+    return 256.0 * torch.arange(num_frames * channels, dtype=torch.float32).view(num_frames, channels)
 
 
 def _frame_stats(name: str, stats_values: torch.Tensor) -> torch.Tensor:
-    """What a statistics op needs from the whole frame, per frame (and channel)."""
+    """What a statistics op needs from the whole frame, per frame (and channel); values ``... x T x 3``."""
+    num_frames, channels = stats_values.shape[-2], stats_values.shape[-1]
+    per = stats_values.reshape(-1, num_frames, channels)
     if name == "AutoContrast":
-        per = _per_frame_channel(stats_values)
-        return torch.stack([per.amin(-1), per.amax(-1)], dim=-1)  # T x 3 x 2
+        return torch.stack([per.amin(0), per.amax(0)], dim=-1)  # T x 3 x 2
     if name == "Equalize":
-        per = _per_frame_channel(stats_values).round().clamp(0, 255).long()
-        num_frames, channels, _ = per.shape
-        bins = per + 256 * torch.arange(num_frames * channels).view(num_frames, channels, 1)
+        # bins (t * 3 + c) * 256 + level; int16 holds them for up to 42 frames and bincount reads it ~4x faster
+        index_type = torch.int16 if num_frames * channels * 256 <= torch.iinfo(torch.int16).max else torch.int64
+        bins = (per.round().clamp_(0, 255) + _level_offsets(num_frames, channels)).to(index_type)
         hist = torch.bincount(bins.reshape(-1), minlength=num_frames * channels * 256)
         hist = hist.view(num_frames, channels, 256)
         return _equalize_lut(hist)  # T x 3 x 256
-    # Contrast: mean of the grey image, rounded as PIL does.
-    mean = _luma(stats_values).reshape(stats_values.shape[0], -1).mean(-1)
-    return torch.floor(mean + 0.5)  # T
+    # Contrast: mean of the grey image, rounded as PIL does (which sums a histogram exactly: float64 here).
+    mean = _luma(per).double().mean(0)
+    return torch.floor(mean + 0.5).float()  # T
 
 
 def _equalize_lut(hist: torch.Tensor) -> torch.Tensor:
@@ -316,8 +411,9 @@ def _equalize_lut(hist: torch.Tensor) -> torch.Tensor:
 
 
 def _apply_colour(op: AugmentOp, values: torch.Tensor, stats: Optional[torch.Tensor]) -> torch.Tensor:
-    """A colour op on float values ``T x ... x 3`` in [0, 255]."""
+    """A colour op on pixel-major float values ``... x T x 3`` in [0, 255]."""
     name, arg = op.name, op.arg
+    num_frames, channels = values.shape[-2], values.shape[-1]
     if name == "Invert":
         return 255.0 - values
     if name in ("Posterize", "PosterizeIncreasing"):
@@ -325,7 +421,7 @@ def _apply_colour(op: AugmentOp, values: torch.Tensor, stats: Optional[torch.Ten
         if bits >= 8:
             return values
         mask = (0xFF << (8 - bits)) & 0xFF
-        return (values.round().clamp(0, 255).to(torch.uint8) & mask).float()
+        return (values.round().clamp_(0, 255).to(torch.uint8) & mask).float()
     if name in ("Solarize", "SolarizeIncreasing"):
         return torch.where(values < arg, values, 255.0 - values)
     if name == "SolarizeAdd":
@@ -335,41 +431,59 @@ def _apply_colour(op: AugmentOp, values: torch.Tensor, stats: Optional[torch.Ten
     if name in ("Color", "ColorIncreasing"):
         return _blend(_luma(values).unsqueeze(-1), values, arg)
     if name in ("Contrast", "ContrastIncreasing"):
-        mean = stats.view(-1, *([1] * (values.dim() - 1)))
-        return _blend(mean, values, arg)
+        return _blend(_per_frame_channel(stats, num_frames, channels), values, arg)
     if name == "AutoContrast":
-        lo = stats[..., 0].view(values.shape[0], *([1] * (values.dim() - 2)), values.shape[-1])
-        hi = stats[..., 1].view_as(lo)
+        lo = _per_frame_channel(stats[..., 0], num_frames, channels)
+        hi = _per_frame_channel(stats[..., 1], num_frames, channels)
         spread = hi - lo
         scale = 255.0 / spread.clamp(min=1e-6)
         stretched = torch.floor((values - lo) * scale).clamp_(0.0, 255.0)
         return torch.where(spread > 0, stretched, values)
     if name == "Equalize":
-        index = _per_frame_channel(values).round().clamp(0, 255).long()
-        mapped = stats.gather(-1, index)  # T x 3 x N
-        return mapped.transpose(1, 2).reshape(values.shape)
+        # Table lookup: flat index (t * 3 + c) * 256 + level into the T x 3 x 256 tables (int32: half the bytes).
+        index = (values.round().clamp_(0, 255) + _level_offsets(num_frames, channels)).to(torch.int32)
+        return stats.reshape(-1).index_select(0, index.reshape(-1)).view(values.shape)
     raise TransformError(f"unknown RandAugment op {name!r}")
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
 _SHARPEN_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # PIL SMOOTH: 1 around, 5 centre
 
+_decimated_last: list = []  # [(key, weak reference to the frames, sampler)]: the last clip's, one entry
+
+
+def _decimated_sampler(frames: torch.Tensor, step: int) -> _FrameSampler:
+    """A sampler over ``frames[:, ::step, ::step]`` with its whole pixel-major window built, kept for the last
+    frames seen: the num_sample copies of one decode, and every statistics op of a copy, share it."""
+    key = (frames.data_ptr(), tuple(frames.shape), tuple(frames.stride()), frames._version, step)
+    if _decimated_last and _decimated_last[0][0] == key and _decimated_last[0][1]() is frames:
+        return _decimated_last[0][2]
+    sampler = _FrameSampler.whole(frames[:, ::step, ::step])
+    _decimated_last[:] = [(key, weakref.ref(frames), sampler)]
+    return sampler
+
+
+def _pixel_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A per-pixel mask ``*shape`` to broadcast over pixel-major values ``*shape x T x 3``."""
+    return mask.unsqueeze(-1).unsqueeze(-1)
+
 
 class _Evaluator:
-    """Evaluates the frames after ops[:k] at arbitrary coordinates (see the module docstring)."""
+    """Evaluates the frames after ops[:k] at arbitrary coordinates (see the module docstring); values come out
+    pixel-major, ``*shape x T x 3``."""
 
     def __init__(self, frames: torch.Tensor, ops: Sequence[AugmentOp], interpolation: str, stats_size: int):
         self.frames = frames
         self.ops = list(ops)
         self.height, self.width = frames.shape[1], frames.shape[2]
         self.interpolation = interpolation
+        self.sampler = _FrameSampler(frames, reuse_buffer=True)  # one evaluation at a time per thread
         self.stats_cache: dict[int, torch.Tensor] = {}
         self.affines = [op_affine(op, self.height, self.width) if op.geometric else None for op in self.ops]
         # Statistics read a decimated copy of the source (every step-th pixel): cheap, and enough for a histogram.
         self.stats_step = max(1, min(self.height, self.width) // max(1, stats_size))
-        self.stats_frames = frames[:, :: self.stats_step, :: self.stats_step]
-        self.stats_ys = torch.arange(0, self.height, self.stats_step, dtype=torch.float32)
-        self.stats_xs = torch.arange(0, self.width, self.stats_step, dtype=torch.float32)
+        self.stats_ys = torch.arange(0, self.height, self.stats_step, dtype=torch.float32).view(-1, 1)
+        self.stats_xs = torch.arange(0, self.width, self.stats_step, dtype=torch.float32).view(1, -1)
 
     def _inside(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
         return (ys >= -0.5) & (ys <= self.height - 0.5) & (xs >= -0.5) & (xs <= self.width - 0.5)
@@ -380,9 +494,12 @@ class _Evaluator:
         """Values after ops[:k] at (ys, xs); ``for_stats``: from the decimated source; ``nearest``: one tap."""
         if k == 0:
             if for_stats:
+                source = _decimated_sampler(self.frames, self.stats_step)
+                if ys is self.stats_ys and xs is self.stats_xs:  # the grid itself: its nearest reads are the pixels
+                    return source.pixels().float()
                 step = self.stats_step
-                return sample_frames(self.stats_frames, ys / step, xs / step, "nearest")
-            return sample_frames(self.frames, ys, xs, "nearest" if nearest else self.interpolation)
+                return source.sample(ys / step, xs / step, "nearest")
+            return self.sampler.sample(ys, xs, "nearest" if nearest else self.interpolation)
         op = self.ops[k - 1]
         if op.geometric:
             a, b, c, d, e, f = self.affines[k - 1]
@@ -390,7 +507,7 @@ class _Evaluator:
             src_x = a * xs + b * ys + c
             src_y = d * xs + e * ys + f
             values = self.evaluate(k - 1, src_y, src_x, for_stats, nearest)
-            return values.masked_fill_(~self._inside(src_y, src_x).unsqueeze(0).unsqueeze(-1), FILL_VALUE)
+            return values.masked_fill_(_pixel_mask(~self._inside(src_y, src_x)), FILL_VALUE)
         if op.name in _SHARPNESS_OPS:
             return self._sharpen(k, ys, xs, op.arg, for_stats, nearest)
         stats = self._stats(k) if op.name in _STATS_OPS else None
@@ -399,8 +516,12 @@ class _Evaluator:
     def _stats(self, k: int) -> torch.Tensor:
         # The statistics of the frame after ops[:k-1], from a coarse grid over the whole frame.
         if k not in self.stats_cache:
-            whole = self.evaluate(k - 1, self.stats_ys.view(-1, 1), self.stats_xs.view(1, -1), for_stats=True)
-            self.stats_cache[k] = _frame_stats(self.ops[k - 1].name, whole)
+            name = self.ops[k - 1].name
+            # Statistics of the unaugmented frames are the same for every copy of a decode: kept with its samples.
+            shared = _decimated_sampler(self.frames, self.stats_step).stats if k == 1 else {}
+            if name not in shared:
+                shared[name] = _frame_stats(name, self.evaluate(k - 1, self.stats_ys, self.stats_xs, for_stats=True))
+            self.stats_cache[k] = shared[name]
         return self.stats_cache[k]
 
     def _sharpen(
@@ -413,16 +534,31 @@ class _Evaluator:
         if for_stats:  # statistics of a sharpened frame: the unsharpened ones are close enough
             return centre
         ys, xs = torch.broadcast_tensors(ys, xs)
-        ring_y = torch.stack([ys + dy for dy, dx in _SHARPEN_OFFSETS if (dy, dx) != (0, 0)])
-        ring_x = torch.stack([xs + dx for dy, dx in _SHARPEN_OFFSETS if (dy, dx) != (0, 0)])
-        ring = self.evaluate(k - 1, ring_y, ring_x, nearest=True)  # T x 8 x ... x 3
         smooth = centre * 5.0
-        for i in range(ring.shape[1]):  # a loop of adds keeps the sampler's memory order (a sum(1) is slow here)
-            smooth += ring[:, i]
+        for dy, dx in _SHARPEN_OFFSETS:
+            if (dy, dx) != (0, 0):  # one neighbour at a time: an 8x larger ring would not stay in cache
+                smooth += self.evaluate(k - 1, ys + dy, xs + dx, nearest=True)
         smooth /= 13.0
         interior = (ys >= 1) & (ys <= self.height - 2) & (xs >= 1) & (xs <= self.width - 2)
-        smooth = torch.where(interior.unsqueeze(0).unsqueeze(-1), smooth, centre)
+        smooth = torch.where(_pixel_mask(interior), smooth, centre)
         return _blend(smooth, centre, factor)
+
+
+def _evaluate_pixel_major(
+    frames: torch.Tensor,
+    ops: Sequence[AugmentOp],
+    ys: torch.Tensor,
+    xs: torch.Tensor,
+    interpolation: str = "bilinear",
+    geometric_interpolation: str = "bicubic",
+    stats_size: int = 160,
+) -> torch.Tensor:
+    """:func:`evaluate_augmented` with the values pixel-major, ``*shape x T x 3`` (contiguous)."""
+    if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
+        raise TransformError(f"RandAugment needs uint8 frames T x H x W x 3, got {frames.dtype} {tuple(frames.shape)}")
+    mode = geometric_interpolation if any(op.geometric for op in ops) else interpolation
+    evaluator = _Evaluator(frames, ops, mode, stats_size)
+    return evaluator.evaluate(len(evaluator.ops), ys.float(), xs.float())
 
 
 def evaluate_augmented(
@@ -436,15 +572,13 @@ def evaluate_augmented(
 ) -> torch.Tensor:
     """The frames after ``ops``, sampled at pixel coordinates ``(ys, xs)`` of the augmented frame.
 
-    ``frames``: uint8 ``T x H x W x 3``. Returns float ``T x *shape x 3`` on the 0..255 scale. The source is read
-    with ``geometric_interpolation`` when a geometric op fired (the seed's AUG.INTERPOLATION), else with
-    ``interpolation`` (the resize's). ``stats_size``: short side of the grid statistics ops read.
+    ``frames``: uint8 ``T x H x W x 3``. Returns float ``T x *shape x 3`` on the 0..255 scale (a strided view of
+    pixel-major values). The source is read with ``geometric_interpolation`` when a geometric op fired (the seed's
+    AUG.INTERPOLATION), else with ``interpolation`` (the resize's). ``stats_size``: short side of the grid
+    statistics ops read.
     """
-    if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
-        raise TransformError(f"RandAugment needs uint8 frames T x H x W x 3, got {frames.dtype} {tuple(frames.shape)}")
-    mode = geometric_interpolation if any(op.geometric for op in ops) else interpolation
-    evaluator = _Evaluator(frames, ops, mode, stats_size)
-    return evaluator.evaluate(len(evaluator.ops), ys.float(), xs.float())
+    values = _evaluate_pixel_major(frames, ops, ys, xs, interpolation, geometric_interpolation, stats_size)
+    return values.movedim(-2, 0)
 
 
 def rand_augment(
@@ -468,7 +602,7 @@ def rand_augment(
     values = evaluate_augmented(
         frames, ops, ys, xs, geometric_interpolation=interpolation, stats_size=min(height, width)
     )
-    return values.round_().clamp_(0, 255).to(torch.uint8)
+    return values.round_().clamp_(0, 255).to(torch.uint8).contiguous()
 
 
 class RandAugment:
