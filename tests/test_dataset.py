@@ -7,6 +7,7 @@ import torch
 
 from pmv.config.schema import DataConfig, TransformConfig
 from pmv.config.schema import TestConfig as ViewConfig  # a name pytest does not try to collect
+from pmv.data import sampling
 from pmv.data.audio import log_mel, mel_filterbank
 from pmv.data.dataset import build_test_dataset, build_train_dataset, build_video_views_dataset
 from pmv.data.loader import build_loader, collate_clips
@@ -70,6 +71,23 @@ def test_repeated_augmentation_from_one_decode(dataset_dir):
     assert batch["clip"].shape == (6, 3, 4, 80, 48)
     assert batch["label"].tolist() == [dataset.labels[0]] * 3 + [dataset.labels[2]] * 3
     assert batch["index"].tolist() == [0, 0, 0, 2, 2, 2]
+
+
+def test_copies_written_in_place_equal_separate_transform_calls(dataset_dir):
+    """num_sample copies go straight into their slots of the stack; same clips as calling the transform in turn."""
+    data = data_config(dataset_dir)
+    dataset = build_train_dataset(data, TransformConfig(**TRAIN, num_sample=2))
+    dataset.generator = torch.Generator().manual_seed(4)
+    index = next(i for i, path in enumerate(dataset.paths) if not path.endswith(BROKEN))
+    item = dataset[index]
+    # replay: the item generator, then the clip's frames, then each copy's transform from the same generator
+    replay = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (), generator=torch.Generator().manual_seed(4))))
+    with VideoReader(dataset.paths[index], threads=1) as reader:
+        clip = sampling.train_clip(reader.num_frames, data.num_frames, data.sampling_rate, reader.metadata.fps,
+                                   data.target_fps, replay)  # fmt: skip
+        frames = reader.get_frames(clip.indices)
+    copies = [dataset.transform(frames, replay) for _ in range(2)]
+    assert torch.equal(item["clip"], torch.stack(copies))
 
 
 def test_broken_video_in_training_is_replaced_and_counted(dataset_dir, caplog):

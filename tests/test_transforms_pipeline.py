@@ -161,3 +161,14 @@ def test_pipelines_on_frames_decoded_from_a_real_portrait_mp4(tmp_path):
     resized = TF.short_side_resize(TF.thwc_to_cthw(frames), 128)  # 227 x 128: crops at y = 0, 50, 99
     assert torch.allclose(bottom, TF.normalize(resized[..., 99:227, :], MEAN, STD), atol=1e-4)
     assert not torch.allclose(top, bottom)
+
+
+def test_writing_into_out_gives_the_same_clip(portrait):
+    transform = build_train_transform(RECIPES["rect_256x192"][0], MEAN, STD)
+    for seed in range(3):
+        plain = transform(portrait, torch.Generator().manual_seed(seed))
+        out = torch.full((3, 2, 256, 192), float("nan"))
+        written = transform(portrait, torch.Generator().manual_seed(seed), out=out)
+        assert written.data_ptr() == out.data_ptr() and torch.equal(written, plain)
+    with pytest.raises(TransformError, match="contiguous"):
+        transform(portrait, torch.Generator().manual_seed(0), out=torch.empty(3, 2, 192, 256))

@@ -1,5 +1,7 @@
 """RandAugment: parser, op draws, per-op agreement with PIL, same op on every frame, lazy evaluation."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -184,3 +186,104 @@ def test_randaugment_class_and_bad_input():
         evaluate_augmented(frames.float(), [], torch.zeros(1, 1), torch.zeros(1, 1))
     with pytest.raises(ConfigError):
         RandAugment("rand-m7", interpolation="nearest-exact")
+
+
+# ------------------------------------------------------------------------------- fast paths vs straightforward code
+def keys_cubic(d, a=-0.5):
+    d = abs(d)
+    if d <= 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    if d < 2:
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return 0.0
+
+
+def reference_sample(frames, ys, xs, mode):
+    """Per-pixel loops over the taps (the slow, obvious sampler): float64, T x h x w x 3."""
+    num_frames, height, width, _ = frames.shape
+    src = frames.double()
+    out = torch.zeros(num_frames, ys.numel(), xs.numel(), 3, dtype=torch.float64)
+    reach = {"nearest": [0], "bilinear": [0, 1], "bicubic": [-1, 0, 1, 2]}[mode]
+    for i, y in enumerate(ys.tolist()):
+        for j, x in enumerate(xs.tolist()):
+            y, x = min(max(y, 0.0), height - 1.0), min(max(x, 0.0), width - 1.0)
+            if mode == "nearest":
+                y, x = float(round(y)), float(round(x))
+            y0, x0 = math.floor(y), math.floor(x)
+            for oy in reach:
+                for ox in reach:
+                    if mode == "bicubic":
+                        w = keys_cubic(y - (y0 + oy)) * keys_cubic(x - (x0 + ox))
+                    elif mode == "bilinear":
+                        w = (1 - abs(y - (y0 + oy))) * (1 - abs(x - (x0 + ox)))
+                    else:
+                        w = 1.0
+                    row, col = min(max(y0 + oy, 0), height - 1), min(max(x0 + ox, 0), width - 1)
+                    out[:, i, j] += w * src[:, row, col]
+    return out.clamp(0, 255) if mode == "bicubic" else out
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_pixel_major_window_sampler_equals_per_pixel_loops(mode):
+    g = torch.Generator().manual_seed(5)
+    frames = torch.randint(0, 256, (3, 23, 17, 3), dtype=torch.uint8, generator=g)
+    ys = torch.rand(9, generator=g) * 28 - 3  # some outside the frame: clamped to the border
+    xs = torch.rand(7, generator=g) * 22 - 3
+    ours = sample_frames(frames, ys.view(-1, 1), xs.view(1, -1), mode)
+    assert ours.shape == (3, 9, 7, 3)
+    assert torch.allclose(ours.double(), reference_sample(frames, ys, xs, mode), atol=1e-3)
+
+
+def test_cached_window_and_scratch_buffer_give_the_same_numbers_as_a_fresh_read():
+    from pmv.data.transforms.randaugment import _FrameSampler
+
+    g = torch.Generator().manual_seed(6)
+    frames = torch.randint(0, 256, (2, 40, 30, 3), dtype=torch.uint8, generator=g)
+    sampler = _FrameSampler(frames, reuse_buffer=True)
+    big_y, big_x = torch.linspace(-1, 40, 25).view(-1, 1), torch.linspace(-1, 30, 20).view(1, -1)
+    sampler.sample(big_y, big_x, "bicubic")  # caches a window over the whole frame
+    for ys, xs in [(torch.linspace(0, 5, 6), torch.linspace(25, 29.5, 4)),  # at the frame's edges: clamping
+                   (torch.linspace(10.3, 20.7, 5), torch.linspace(3.2, 9.9, 6))]:  # fmt: skip
+        for mode in ("nearest", "bilinear", "bicubic"):
+            reused = sampler.sample(ys.view(-1, 1), xs.view(1, -1), mode)
+            fresh = _FrameSampler(frames).sample(ys.view(-1, 1), xs.view(1, -1), mode)
+            assert torch.equal(reused, fresh)
+    other = _FrameSampler(frames.flip(0).contiguous(), reuse_buffer=True)  # takes over the scratch buffer
+    assert torch.equal(other.sample(big_y, big_x, "bilinear"), _FrameSampler(frames.flip(0)).sample(big_y, big_x, "bilinear"))
+
+
+def test_shared_statistics_follow_the_frames_and_their_changes():
+    frames = smooth_image(48, 36).unsqueeze(0).repeat(2, 1, 1, 1).contiguous()
+    frames[1] = 255 - frames[1]
+    ys, xs = torch.arange(48).float().view(-1, 1), torch.arange(36).float().view(1, -1)
+    ops = [AugmentOp("Equalize"), AugmentOp("AutoContrast"), AugmentOp("ContrastIncreasing", 0.4)]
+    first = evaluate_augmented(frames, ops, ys, xs, stats_size=12)
+    again = evaluate_augmented(frames, ops, ys, xs, stats_size=12)  # statistics of the first op come from the cache
+    assert torch.equal(first, again)
+    assert torch.equal(first, evaluate_augmented(frames.clone(), ops, ys, xs, stats_size=12))
+    frames[:, :20] = 0  # in place: the cached statistics must not be used any more
+    changed = evaluate_augmented(frames, ops, ys, xs, stats_size=12)
+    assert torch.equal(changed, evaluate_augmented(frames.clone(), ops, ys, xs, stats_size=12))
+    assert not torch.equal(changed, first)
+
+
+def test_sharpness_after_colour_and_geometric_ops_equals_its_definition():
+    """The ring is evaluated one neighbour at a time; compare with the 3x3 SMOOTH blend written out directly."""
+    img = smooth_image(30, 24)
+    frames = img.unsqueeze(0)
+    ys, xs = torch.arange(30).float().view(-1, 1), torch.arange(24).float().view(1, -1)
+    before = [AugmentOp("TranslateXRel", 0.1), AugmentOp("ColorIncreasing", 1.5)]
+    prior = evaluate_augmented(frames, before, ys, xs, stats_size=24)[0]  # H x W x 3
+    ours = evaluate_augmented(frames, before + [AugmentOp("SharpnessIncreasing", 1.7)], ys, xs, stats_size=24)[0]
+    nearest = evaluate_augmented(frames, before, ys, xs, interpolation="nearest", geometric_interpolation="nearest")
+    smooth = prior * 5.0
+    padded = F.pad(nearest[0].permute(2, 0, 1), (1, 1, 1, 1), mode="replicate").permute(1, 2, 0)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if (dy, dx) != (0, 0):
+                smooth = smooth + padded[1 + dy : 31 + dy, 1 + dx : 25 + dx]
+    smooth = smooth / 13.0
+    smooth[[0, -1]] = prior[[0, -1]]
+    smooth[:, [0, -1]] = prior[:, [0, -1]]
+    expected = (smooth + 1.7 * (prior - smooth)).clamp(0, 255)
+    assert torch.allclose(ours, expected, atol=1e-3)

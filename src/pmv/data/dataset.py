@@ -136,9 +136,15 @@ class TrainClipDataset(ClipDataset):
             )
             frames = reader.get_frames(clip.indices)
             audio = self._audio(reader, clip.start_s, clip.end_s) if data.audio else None
-        clips = [self.transform(frames, generator) for _ in range(self.num_sample)]
+        if self.num_sample == 1:
+            clip = self.transform(frames, generator)
+        else:  # each copy is written straight into its slot of the stack (no torch.stack copy)
+            height, width = self.transform.crop
+            clip = torch.empty((self.num_sample, 3, frames.shape[0], height, width), dtype=torch.float32)
+            for copy in clip:
+                self.transform(frames, generator, out=copy)
         item = {
-            "clip": clips[0] if self.num_sample == 1 else torch.stack(clips),
+            "clip": clip,
             "label": self.labels[index],
             "index": index,
         }

@@ -39,14 +39,19 @@ def resize_coordinates(start: int, count: int, in_size: int, out_size: int) -> t
     return ((dst + 0.5) * scale - 0.5).clamp_(0.0, in_size - 1.0)
 
 
-def _normalize_pixel_major(values: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor) -> torch.Tensor:
-    """Pixel-major float ``H x W x T x C`` on 0..255 -> normalised ``C x T x H x W``, in place then one copy.
+def _normalize_pixel_major(
+    values: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor, out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Pixel-major float ``H x W x T x C`` on 0..255 -> normalised ``C x T x H x W`` (into ``out`` if given).
 
-    Mean and std are expanded to ``T x C`` so they broadcast over the 48 contiguous numbers of a pixel."""
-    num_frames, channels = values.shape[-2], values.shape[-1]
-    values = values.sub_(mean.expand(num_frames, channels).contiguous())
-    values = values.mul_(inv_std.expand(num_frames, channels).contiguous())
-    return values.permute(3, 2, 0, 1).contiguous()
+    The subtraction writes the transposed layout (one pass over the values), the scaling runs in place on it."""
+    height, width, num_frames, channels = values.shape
+    if out is None:
+        out = torch.empty((channels, num_frames, height, width), dtype=torch.float32)
+    elif out.shape != (channels, num_frames, height, width) or not out.is_contiguous():
+        raise TF.TransformError(f"out must be a contiguous {channels}x{num_frames}x{height}x{width} tensor")
+    torch.sub(values, mean.expand(num_frames, channels).contiguous(), out=out.permute(2, 3, 1, 0))
+    return out.mul_(inv_std.view(channels, 1, 1, 1))
 
 
 def _check_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +111,11 @@ class TrainTransform:
         xs = resize_coordinates(left, out_w, width, resized_w)
         return ys.view(-1, 1), xs.view(1, -1)
 
-    def __call__(self, frames: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def __call__(
+        self, frames: torch.Tensor, generator: Optional[torch.Generator] = None, out: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """``out``: a contiguous float ``C x T x h x w`` tensor to write the clip into (e.g. one slot of a
+        stack of copies), saving a copy."""
         if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
             raise TF.TransformError(
                 f"train transform needs uint8 frames T x H x W x 3, got {frames.dtype} {tuple(frames.shape)}"
@@ -121,7 +130,7 @@ class TrainTransform:
             interpolation=self.config.interpolation,
             geometric_interpolation=self.config.randaugment_interpolation,
         )  # fmt: skip
-        clip = _normalize_pixel_major(values, self._mean_255, self._inv_std_255)
+        clip = _normalize_pixel_major(values, self._mean_255, self._inv_std_255, out)
         if self.config.erase_prob > 0:
             config = self.config
             clip = random_erasing(clip, generator, config.erase_prob, config.erase_mode, config.erase_count)

@@ -218,6 +218,7 @@ def _keys_weights(t: torch.Tensor, a: float = -0.5) -> list[torch.Tensor]:
 
 _REACH = {"nearest": (0,), "bilinear": (0, 1), "bicubic": (-1, 0, 1, 2)}
 _scratch_buffers = threading.local()
+_SCRATCH_MAX_BYTES = 32 << 20  # a crop's window (~15 MB for 16 frames); whole frames (rand_augment) are not kept
 
 
 def _scratch(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
@@ -278,7 +279,8 @@ class _FrameSampler:
         bottom, right = min(bottom + 1, height), min(right + 1, width)
         window = self.frames[:, top:bottom, left:right]
         size = (bottom - top) * (right - left) * num_frames * channels
-        pixels = _scratch("window", size, torch.uint8) if self.reuse_buffer else torch.empty(size, dtype=torch.uint8)
+        reuse = self.reuse_buffer and size <= _SCRATCH_MAX_BYTES
+        pixels = _scratch("window", size, torch.uint8) if reuse else torch.empty(size, dtype=torch.uint8)
         pixels = pixels.view(bottom - top, right - left, num_frames, channels)
         # stack() of the per-frame windows writes the pixel-major layout about twice as fast as permute().contiguous()
         torch.stack(window.unbind(0), dim=2, out=pixels)
