@@ -218,6 +218,7 @@ def _keys_weights(t: torch.Tensor, a: float = -0.5) -> list[torch.Tensor]:
 
 _REACH = {"nearest": (0,), "bilinear": (0, 1), "bicubic": (-1, 0, 1, 2)}
 _scratch_buffers = threading.local()
+_WINDOW_MARGIN = 3
 _SCRATCH_MAX_BYTES = 32 << 20  # a crop's window (~15 MB for 16 frames); whole frames (rand_augment) are not kept
 
 
@@ -240,7 +241,7 @@ class _FrameSampler:
     The window the coordinates touch is copied once pixel-major (``pixels x T*3``), so each interpolation tap is
     one gather of contiguous 48-byte rows for all frames and channels at once. (Gathering 3-byte pixels from the
     frames as stored costs about 4x more per tap, more than the copy saves even for bilinear.) The window is kept,
-    with one pixel of margin, and reused by later reads that fall inside it, such as a Sharpness op's ring.
+    with a few pixels of margin, and reused by later reads that fall inside it, such as a Sharpness op's ring.
 
     Pixel-major values keep every later step fast: a per-(frame, channel) parameter (statistics, mean, std)
     broadcasts over 48 contiguous numbers instead of an inner loop of 3.
@@ -275,8 +276,11 @@ class _FrameSampler:
         if cached is not None and cached[0] <= top and bottom <= cached[1] and cached[2] <= left and right <= cached[3]:
             return cached[0], cached[2], cached[4]
         num_frames, height, width, channels = self.shape
-        top, left = max(top - 1, 0), max(left - 1, 0)  # margin: a Sharpness ring reads one pixel further out
-        bottom, right = min(bottom + 1, height), min(right + 1, width)
+        # Margin: a Sharpness ring reads one output pixel further out, which after rotations and shears can be
+        # up to about 2 source pixels; rebuilding the window for each of its 8 neighbours would cost 8 copies.
+        margin = _WINDOW_MARGIN
+        top, left = max(top - margin, 0), max(left - margin, 0)
+        bottom, right = min(bottom + margin, height), min(right + margin, width)
         window = self.frames[:, top:bottom, left:right]
         size = (bottom - top) * (right - left) * num_frames * channels
         reuse = self.reuse_buffer and size <= _SCRATCH_MAX_BYTES
@@ -542,7 +546,8 @@ class _Evaluator:
                 smooth += self.evaluate(k - 1, ys + dy, xs + dx, nearest=True)
         smooth /= 13.0
         interior = (ys >= 1) & (ys <= self.height - 2) & (xs >= 1) & (xs <= self.width - 2)
-        smooth = torch.where(_pixel_mask(interior), smooth, centre)
+        if not bool(interior.all()):  # usually none of a crop's pixels sits on the frame's border
+            smooth = torch.where(_pixel_mask(interior), smooth, centre)
         return _blend(smooth, centre, factor)
 
 
