@@ -217,7 +217,7 @@ def _keys_weights(t: torch.Tensor, a: float = -0.5) -> list[torch.Tensor]:
 
 
 _REACH = {"nearest": (0,), "bilinear": (0, 1), "bicubic": (-1, 0, 1, 2)}
-_scratch_buffers = threading.local()
+_thread_state = threading.local()  # scratch buffers and the last decimated frames, per thread
 _WINDOW_MARGIN = 3
 _SCRATCH_MAX_BYTES = 32 << 20  # a crop's window (~15 MB for 16 frames); whole frames (rand_augment) are not kept
 
@@ -226,9 +226,9 @@ def _scratch(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
     """This thread's reusable 1-D buffer ``name`` of at least ``numel`` elements. A fresh 15 MB window per clip
     costs page faults on every call (the allocator hands large blocks back to the OS), nearly as much as filling it.
     """
-    buffers = getattr(_scratch_buffers, "buffers", None)
+    buffers = getattr(_thread_state, "buffers", None)
     if buffers is None:
-        buffers = _scratch_buffers.buffers = {}
+        buffers = _thread_state.buffers = {}
     buffer = buffers.get(name)
     if buffer is None or buffer.numel() < numel or buffer.dtype != dtype:
         buffer = buffers[name] = torch.empty(numel, dtype=dtype)
@@ -455,17 +455,15 @@ def _apply_colour(op: AugmentOp, values: torch.Tensor, stats: Optional[torch.Ten
 # --------------------------------------------------------------------------------------------------- evaluation
 _SHARPEN_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # PIL SMOOTH: 1 around, 5 centre
 
-_decimated_last: list = []  # [(key, weak reference to the frames, sampler)]: the last clip's, one entry
-
-
 def _decimated_sampler(frames: torch.Tensor, step: int) -> _FrameSampler:
-    """A sampler over ``frames[:, ::step, ::step]`` with its whole pixel-major window built, kept for the last
-    frames seen: the num_sample copies of one decode, and every statistics op of a copy, share it."""
+    """A sampler over ``frames[:, ::step, ::step]`` with its whole pixel-major window built, kept (per thread) for
+    the last frames seen: the num_sample copies of one decode, and every statistics op of a copy, share it."""
     key = (frames.data_ptr(), tuple(frames.shape), tuple(frames.stride()), frames._version, step)
-    if _decimated_last and _decimated_last[0][0] == key and _decimated_last[0][1]() is frames:
-        return _decimated_last[0][2]
+    last = getattr(_thread_state, "decimated", None)  # (key, weak reference to the frames, sampler)
+    if last is not None and last[0] == key and last[1]() is frames:
+        return last[2]
     sampler = _FrameSampler.whole(frames[:, ::step, ::step])
-    _decimated_last[:] = [(key, weakref.ref(frames), sampler)]
+    _thread_state.decimated = (key, weakref.ref(frames), sampler)
     return sampler
 
 
