@@ -287,3 +287,16 @@ def test_sharpness_after_colour_and_geometric_ops_equals_its_definition():
     smooth[:, [0, -1]] = prior[:, [0, -1]]
     expected = (smooth + 1.7 * (prior - smooth)).clamp(0, 255)
     assert torch.allclose(ours, expected, atol=1e-3)
+
+
+def test_sampling_in_blocks_of_output_pixels_changes_nothing(monkeypatch):
+    import pmv.data.transforms.randaugment as randaugment
+
+    g = torch.Generator().manual_seed(8)
+    frames = torch.randint(0, 256, (2, 50, 40, 3), dtype=torch.uint8, generator=g)
+    ys = (torch.rand(30, generator=g) * 52 - 1).view(-1, 1)
+    xs = (torch.rand(20, generator=g) * 42 - 1).view(1, -1)
+    whole = {mode: sample_frames(frames, ys, xs, mode) for mode in ("bilinear", "bicubic")}
+    monkeypatch.setattr(randaugment, "_CHUNK", 7)  # 600 output pixels: 86 blocks, the last one partial
+    for mode, expected in whole.items():
+        assert torch.equal(sample_frames(frames, ys, xs, mode), expected)
