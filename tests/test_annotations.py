@@ -1,6 +1,6 @@
-from pathlib import Path
 
 import pytest
+from shared_data import PMV400_DIR
 
 from pmv.config.schema import DataConfig
 from pmv.data.annotations import (
@@ -14,7 +14,7 @@ from pmv.data.annotations import (
 )
 from pmv.errors import DataError
 
-PMV400 = Path(__file__).resolve().parents[1].parent / "shared" / "pmv400"
+PMV400 = PMV400_DIR
 
 
 def test_comma_list_without_trailing_newline():

@@ -6,13 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from shared_data import PMV400_DIR
 from fault_server import FaultServer
 
 from pmv.cli.main import main
 from pmv.data.fetch import DEFAULT_PATHS, Expectations, fetch_annotations
 from pmv.errors import DataError
 
-SHARED = Path("/work/shared/pmv400")
+SHARED = PMV400_DIR
 SMALL = Expectations(rows={"train": 6, "val": 3, "test": 3}, num_classes=3)
 SMALL_FLAGS = ["--expect-rows", "train=6", "--expect-rows", "val=3", "--expect-rows", "test=3", "--expect-classes", "3"]
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
 
 import pytest
 import torch
+from shared_data import read_listing
 
 from pmv.errors import ConfigError
 from pmv.models import create_model
 from pmv.models.attention import DepthwiseConv3d, decomposed_rel_pos_bias, rel_pos_indices, resize_rel_pos
 from pmv.models.mvit import MViT, mvitv2_s
 
-REFERENCE_DIR = Path(os.environ.get("PMV_REFERENCE_DIR", "/work/shared/reference"))
 SMALL = (1, 1, 1, 1)  # one block per stage: same structure (every stage transition), a quarter of the blocks
 
 # Rel-pos rows (H, W) per block group, from the seed's state-dict listings; rel_pos_t has 15 rows at T=16.
@@ -23,19 +20,6 @@ EXPECTED_REL_POS = {
     (256, 192): {0: (127, 95), 1: (63, 47), 3: (31, 23), 14: (31, 23), 15: (15, 11)},
     (288, 192): {0: (143, 95), 1: (71, 47), 3: (35, 23), 14: (35, 23), 15: (17, 11)},
 }
-
-
-def parse_listing(name: str) -> dict[str, tuple[int, ...]]:
-    path = REFERENCE_DIR / name
-    if not path.is_file():
-        pytest.skip(f"reference listing {path} not available")
-    shapes = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape = line.split(": ")
-        shapes[key] = tuple(int(n) for n in re.findall(r"\d+", shape))
-    return shapes
 
 
 def shapes_of(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -67,7 +51,7 @@ def test_initialisation_follows_reference():
 
 
 def test_state_dict_equals_reference_listing():
-    reference = parse_listing("statedict_mvitv2_s_16x4.txt")
+    reference = read_listing("statedict_mvitv2_s_16x4.txt")
     model = build_shapes_only(num_classes=400, input_size=(16, 224, 224))
     assert list(shapes_of(model).items()) == list(reference.items())
 
@@ -80,7 +64,7 @@ def test_rel_pos_tables_follow_height_and_width(height, width):
         assert attn.rel_pos_h.shape == (rows_h, 96) and attn.rel_pos_w.shape == (rows_w, 96)
         assert attn.rel_pos_t.shape == (15, 96)
     if (height, width) != (224, 224):
-        reference = parse_listing(f"statedict_mvitv2_s_16x4_rect{height}x{width}_relpos.txt")
+        reference = read_listing(f"statedict_mvitv2_s_16x4_rect{height}x{width}_relpos.txt")
         shapes = shapes_of(model)
         assert {key: shapes[key] for key in reference} == reference
 

@@ -3,36 +3,18 @@ inputs, AVS loss."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import pytest
 import torch
+from shared_data import read_listing
 
 from pmv.errors import ConfigError
 from pmv.models import create_model
 from pmv.models.flops import model_flops
 
-AV_REFERENCE = Path("/work/shared/reference/statedict_avslowfast_r50_4x16.txt")
 SIZES = [(224, 224), (256, 192), (288, 192), (192, 256)]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small tensors: one intra-op thread avoids OpenMP hand-off costs on the shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def read_listing(path: Path) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for line in path.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, shape = line.split(": ", 1)
-        shapes[key] = tuple(int(v) for v in re.findall(r"\d+", shape))
-    return shapes
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +44,7 @@ def test_slowfast_parameter_count_and_layout():
 
 
 def test_avslowfast_state_dict_equals_reference_listing():
-    if not AV_REFERENCE.exists():
-        pytest.skip(f"{AV_REFERENCE} not available")
-    reference = read_listing(AV_REFERENCE)
+    reference = read_listing("statedict_avslowfast_r50_4x16.txt")
     model = create_model("avslowfast_r50", num_classes=400)
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert sorted(set(reference) - set(ours)) == []

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from shared_data import read_listing
 
 from pmv.errors import ConfigError
 from pmv.models import create_model
 from pmv.models.uniformer import UniFormer, uniformer_s, uniformer_s_frame
 
-REFERENCE_DIR = Path(os.environ.get("PMV_REFERENCE_DIR", "/work/shared/reference"))
 SMALL = (1, 1, 1, 1)
-
-
-def parse_listing(name: str) -> dict[str, tuple[int, ...]]:
-    path = REFERENCE_DIR / name
-    if not path.is_file():
-        pytest.skip(f"reference listing {path} not available")
-    shapes = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape = line.split(": ")
-        shapes[key] = tuple(int(n) for n in re.findall(r"\d+", shape))
-    return shapes
 
 
 def load_into(model: torch.nn.Module, path: Path) -> None:
@@ -67,7 +52,7 @@ def test_initialisation_follows_reference():
 
 
 def test_state_dict_equals_reference_listing():
-    reference = parse_listing("statedict_uniformer_s_16x4.txt")
+    reference = read_listing("statedict_uniformer_s_16x4.txt")
     model = build_shapes_only(num_classes=400, input_size=(16, 224, 224))
     shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     assert list(shapes.items()) == list(reference.items())

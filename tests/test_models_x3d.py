@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import pytest
 import torch
+from shared_data import read_listing
 
 from pmv.cli.main import main
 from pmv.errors import ConfigError
@@ -15,27 +14,9 @@ from pmv.models import create_model
 from pmv.models.flops import model_flops
 from pmv.models.layers import DropPath, drop_path
 
-REFERENCE = Path("/work/shared/reference/statedict_x3d_m.txt")
 SIZES = [(224, 224), (256, 192), (288, 192), (192, 256)]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small tensors: one intra-op thread avoids OpenMP hand-off costs on the shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def read_listing(path: Path) -> dict[str, tuple[int, ...]]:
-    """``key: (d0, d1, ...)`` lines of a reference state-dict listing; ``#`` lines are comments."""
-    shapes = {}
-    for line in path.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, shape = line.split(": ", 1)
-        shapes[key] = tuple(int(v) for v in re.findall(r"\d+", shape))
-    return shapes
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +26,7 @@ def x3d_small():
 
 
 def test_x3d_m_state_dict_equals_reference_listing():
-    if not REFERENCE.exists():
-        pytest.skip(f"{REFERENCE} not available")
-    reference = read_listing(REFERENCE)
+    reference = read_listing("statedict_x3d_m.txt")
     model = create_model("x3d_m", num_classes=400)
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert sorted(set(reference) - set(ours)) == []
