@@ -67,3 +67,11 @@ def test_recipe_model_options_are_accepted(model):
     cfg = load_config(recipe(model, "rect_256x192"), ["model.num_classes=3"])
     net = build_model(cfg, input_size=(4, 64, 64) if model != "mvitv2_s" else (16, 256, 192))
     assert sum(p.numel() for p in net.parameters()) > 1_000_000
+
+
+def test_audio_visual_model_is_refused_with_a_clear_error():
+    from pmv.errors import ConfigError
+
+    config = load_config(overrides=["model.name=avslowfast_r50", "model.num_classes=3", "data.num_frames=8"])
+    with pytest.raises(ConfigError, match="takes \\(clip, audio\\)"):
+        build_model(config)

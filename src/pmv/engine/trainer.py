@@ -87,6 +87,14 @@ def build_model(config: Config, *, input_size: tuple[int, int, int] | None = Non
     if input_size is None:
         input_size = (config.data.num_frames, *config.transform.train_crop)
     model = create_model(model_cfg.name, num_classes=model_cfg.num_classes, input_size=tuple(input_size), **overrides)
+    spec = getattr(model, "input_spec", None)
+    if spec is not None and spec.kind == "audio_visual":
+        # The loops feed one clip tensor; the audio pathway and its sync losses are not wired in yet.
+        raise ConfigError(
+            f"model {model_cfg.name!r} takes (clip, audio) and `pmv train`/`pmv test` feed clips only for now; "
+            "use the model from Python (pmv.models.create_model, data.audio=true datasets give the log-mel input) "
+            "or pick a visual model (pmv models list)"
+        )
     if model_cfg.pretrained:
         load_weights(model, model_cfg.pretrained, strict=False, allow_head_mismatch=True)
     return model
