@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import statistics
-import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from tqdm import tqdm
+
+from pmv.utils import atomic_output, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -245,17 +246,6 @@ def entries_from_folder(root: str | os.PathLike) -> list[tuple[str, str, None]]:
 # -- writing the report -----------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def write_clean_list(
     report: CheckReport,
     names: list[str],
@@ -275,7 +265,7 @@ def write_clean_list(
         video = lookup[name]
         if video.status in keep:
             lines.append(shown if video.label is None else f"{shown}{separator}{video.label}")
-    _atomic_write(Path(path), ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
+    atomic_write_bytes(Path(path), ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
     return len(lines)
 
 
@@ -292,13 +282,10 @@ def write_histograms(report: CheckReport, out_dir: str | os.PathLike) -> list[st
 
     def save(figure, name: str) -> None:
         path = out / name
-        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".png", dir=out)
-        os.close(fd)
         try:
-            figure.savefig(temp, dpi=100)
-            os.replace(temp, path)
+            with atomic_output(path, ".png") as tmp:
+                figure.savefig(tmp, dpi=100)
         finally:
-            Path(temp).unlink(missing_ok=True)
             plt.close(figure)
         written.append(str(path))
 
@@ -334,7 +321,7 @@ def write_report(report: CheckReport, out_dir: str | os.PathLike, *, plots: bool
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {"report": str(out / "report.json")}
-    _atomic_write(out / "report.json", json.dumps(report.to_dict(), indent=1).encode("utf-8"))
+    atomic_write_bytes(out / "report.json", json.dumps(report.to_dict(), indent=1).encode("utf-8"))
     if plots:
         for path in write_histograms(report, out):
             written[Path(path).stem] = path

@@ -27,7 +27,6 @@ import queue
 import random
 import re
 import shutil
-import tempfile
 import threading
 import time
 import urllib.error
@@ -41,6 +40,7 @@ from typing import Callable, Iterable
 from tqdm import tqdm
 
 from pmv.errors import DataError, PmvError
+from pmv.utils import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -208,17 +208,10 @@ class Manifest:
 
 def write_failed(path: str | os.PathLike, failures: Iterable[tuple[str, str, str]]) -> None:
     """Write ``id,url,reason`` rows atomically (a header row first)."""
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "url", "reason"])
-            writer.writerows(sorted(failures))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "url", "reason"])
+        writer.writerows(sorted(failures))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ and video file are written above each row.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -17,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from pmv.data.dataset import ClipDataset
 from pmv.video.reader import VideoReader
+from pmv.utils import atomic_output
 
 LABEL_HEIGHT = 14
 GAP = 4
@@ -90,14 +90,6 @@ def render_preview(
 def save_preview(image: Image.Image, path: str | os.PathLike) -> Path:
     """Write a PNG atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_output(path, ".png") as tmp:
         image.save(tmp, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

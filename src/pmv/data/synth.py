@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pmv.errors import DataError
+from pmv.utils import atomic_output, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -319,47 +319,39 @@ def render_audio(job: _VideoJob, rng: np.random.Generator) -> np.ndarray:
 
 
 def _encode(path: Path, frames: np.ndarray, audio: np.ndarray, options: SynthOptions) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
-            video = container.add_stream(
-                "libx264",
-                rate=options.fps,
-                # mbtree off: with it this x264 build gives different bytes (and pixels) run to run
-                options={
-                    "preset": "veryfast",
-                    "crf": str(options.crf),
-                    "g": str(options.gop or options.fps),
-                    "threads": "1",
-                    "x264-params": "mbtree=0",
-                },
-            )
-            video.width, video.height = options.size[1], options.size[0]
-            video.pix_fmt = "yuv420p"
-            video.codec_context.thread_count = 1
-            sound = container.add_stream("aac", rate=options.audio_sample_rate, layout="mono")
-            sound.codec_context.thread_count = 1
-            for index, array in enumerate(frames):
-                # one conversion thread: FFmpeg's threaded RGB -> YUV conversion is not bit-exact run to run
-                frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(format="yuv420p", threads=1)
-                frame.pts = index
-                frame.time_base = Fraction(1, options.fps)
-                container.mux(video.encode(frame))
-            container.mux(video.encode())
-            for start in range(0, len(audio), AUDIO_FRAME_SAMPLES):
-                chunk = audio[start : start + AUDIO_FRAME_SAMPLES]
-                frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
-                frame.sample_rate = options.audio_sample_rate
-                frame.pts = start
-                frame.time_base = Fraction(1, options.audio_sample_rate)
-                container.mux(sound.encode(frame))
-            container.mux(sound.encode())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, ".mp4") as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        video = container.add_stream(
+            "libx264",
+            rate=options.fps,
+            # mbtree off: with it this x264 build gives different bytes (and pixels) run to run
+            options={
+                "preset": "veryfast",
+                "crf": str(options.crf),
+                "g": str(options.gop or options.fps),
+                "threads": "1",
+                "x264-params": "mbtree=0",
+            },
+        )
+        video.width, video.height = options.size[1], options.size[0]
+        video.pix_fmt = "yuv420p"
+        video.codec_context.thread_count = 1
+        sound = container.add_stream("aac", rate=options.audio_sample_rate, layout="mono")
+        sound.codec_context.thread_count = 1
+        for index, array in enumerate(frames):
+            # one conversion thread: FFmpeg's threaded RGB -> YUV conversion is not bit-exact run to run
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(format="yuv420p", threads=1)
+            frame.pts = index
+            frame.time_base = Fraction(1, options.fps)
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        for start in range(0, len(audio), AUDIO_FRAME_SAMPLES):
+            chunk = audio[start : start + AUDIO_FRAME_SAMPLES]
+            frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+            frame.sample_rate = options.audio_sample_rate
+            frame.pts = start
+            frame.time_base = Fraction(1, options.audio_sample_rate)
+            container.mux(sound.encode(frame))
+        container.mux(sound.encode())
 
 
 def _make_video(job: _VideoJob) -> int:
@@ -368,17 +360,6 @@ def _make_video(job: _VideoJob) -> int:
     audio = render_audio(job, rng)
     _encode(Path(job.path), frames, audio, job.options)
     return Path(job.path).stat().st_size
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def synthesize(
@@ -428,13 +409,13 @@ def synthesize(
     finally:
         bar.close()
     for split in SPLITS:
-        _write_text(out / f"{split}.csv", "\n".join(rows[split]))
-    _write_text(out / "class_name_mapping.csv", "\n".join(f"{c.name},{c.label}" for c in classes))
+        atomic_write_text(out / f"{split}.csv", "\n".join(rows[split]))
+    atomic_write_text(out / "class_name_mapping.csv", "\n".join(f"{c.name},{c.label}" for c in classes))
     info = {
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items() if k != "workers"},
         "classes": [asdict(c) for c in classes],
     }
-    _write_text(out / "synth.json", json.dumps(info, indent=2))
+    atomic_write_text(out / "synth.json", json.dumps(info, indent=2))
     seconds = time.perf_counter() - started
     logger.info("wrote %d videos (%.1f MB) to %s in %.1f s", len(jobs), total_bytes / 1e6, videos_dir, seconds)
     return SynthSummary(

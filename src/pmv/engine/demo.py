@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Optional
 import pmv
 from pmv.config import Config, load_config
 from pmv.errors import ConfigError
+from pmv.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,7 @@ Reproduce by hand:
     pmv test --checkpoint {checkpoint}
 """
     report_md = out / "report.md"
-    tmp = report_md.with_name(".report.md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, report_md)
+    atomic_write_text(report_md, text)
     log.info("demo finished in %.0f s: test top-1 %.2f%%", seconds, main.metrics.top1)
     return DemoResult(out_dir=out, report_md=report_md, top1=main.metrics.top1, top5=main.metrics.top5,
                       num_test_videos=report.num_videos, seconds=seconds)

@@ -10,13 +10,14 @@ import csv
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from pmv.utils import atomic_output
 
 AGGREGATIONS = ("softmax_sum", "logits_sum", "softmax_max")
 
@@ -168,15 +169,8 @@ def confusion_matrix(scores: np.ndarray, labels: np.ndarray, valid: np.ndarray, 
 
 
 def _atomic_write(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
     return path
 
 

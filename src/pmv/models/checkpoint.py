@@ -24,7 +24,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from pmv.errors import CheckpointError
+from pmv.utils import atomic_output
 
 logger = logging.getLogger(__name__)
 
@@ -294,15 +294,8 @@ def save_pyslowfast_checkpoint(model: nn.Module, path: str | os.PathLike, epoch:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"model_state": state, "epoch": int(epoch)}, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        torch.save({"model_state": state, "epoch": int(epoch)}, tmp)
     return path
 
 
