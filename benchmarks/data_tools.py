@@ -21,8 +21,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pmv.data.check import ClipNeed, check_videos
-from pmv.data.prepare import PrepareOptions, prepare_videos
+from pmv.acquire.check import ClipNeed, check_videos
+from pmv.acquire.prepare import PrepareOptions, prepare_videos
 from pmv.video import VideoReader
 
 

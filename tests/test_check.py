@@ -9,7 +9,7 @@ import pytest
 from media import corrupt_middle, make_audio_only, make_video, truncate
 
 from pmv.cli.main import main
-from pmv.data.check import ClipNeed, check_videos
+from pmv.acquire.check import ClipNeed, check_videos
 
 CLIP = ["--num-frames", "4", "--sampling-rate", "4"]  # one clip = 16 frames
 

@@ -11,7 +11,7 @@ from pmv.data import sampling
 from pmv.data.audio import log_mel, mel_filterbank
 from pmv.data.dataset import build_test_dataset, build_train_dataset, build_video_views_dataset
 from pmv.data.loader import build_loader, collate_clips
-from pmv.data.synth import SynthOptions, synthesize
+from pmv.acquire.synth import SynthOptions, synthesize
 from pmv.data.transforms import functional as TF
 from pmv.video.reader import VideoReader
 

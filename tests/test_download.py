@@ -18,7 +18,7 @@ import pytest
 from fault_server import Drip, FaultServer, Reset, Serve, Status, Truncate, per_path_counts
 from media import make_video
 
-from pmv.data.download import (
+from pmv.acquire.download import (
     DownloadOptions,
     HostRateLimiter,
     LinkItem,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pmv.cli.main import main
-from pmv.data.synth import SynthOptions, synthesize
+from pmv.acquire.synth import SynthOptions, synthesize
 from pmv.engine import checkpointing as ckpt
 from pmv.engine.tracking import read_metrics
 

@@ -10,7 +10,7 @@ from shared_data import PMV400_DIR
 from fault_server import FaultServer
 
 from pmv.cli.main import main
-from pmv.data.fetch import DEFAULT_PATHS, Expectations, fetch_annotations
+from pmv.acquire.fetch import DEFAULT_PATHS, Expectations, fetch_annotations
 from pmv.errors import DataError
 
 SHARED = PMV400_DIR

@@ -9,7 +9,7 @@ import av
 from media import corrupt_middle, make_video, read_index, truncate
 
 from pmv.cli.main import main
-from pmv.data.prepare import PrepareOptions, output_size, prepare_video, prepare_videos
+from pmv.acquire.prepare import PrepareOptions, output_size, prepare_video, prepare_videos
 from pmv.video import VideoReader, probe
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pmv.config.schema import DataConfig
 from pmv.data.annotations import load_split
-from pmv.data.synth import (
+from pmv.acquire.synth import (
     SynthOptions,
     _rng,
     _VideoJob,

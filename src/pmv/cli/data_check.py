@@ -32,68 +32,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _collect(args):
-    """(list name -> video keys, list name -> names as listed, unique (key, path, label) entries, separator,
-    DataConfig)."""
+def run(args: argparse.Namespace) -> int:
+    from pmv.acquire.check import (
+        ClipNeed, check_videos, collect_check_sources, format_summary, write_clean_list, write_report,
+    )
     from pmv.config import load_config
     from pmv.config.schema import DataConfig
-    from pmv.data.annotations import list_file, read_video_list, video_root
-
-    if args.config or args.overrides:
-        data = load_config(args.config, args.overrides).data
-    else:
-        data = DataConfig()
-    separator = args.separator if args.separator is not None else data.separator
-    sources: list[tuple[str, Path, Path]] = []  # (name, list file, video root)
-    if args.list_file:
-        list_path = Path(args.list_file)
-        sources.append((list_path.stem, list_path, Path(args.root) if args.root else list_path.parent))
-    elif args.config or args.overrides:
-        for split in [s.strip() for s in args.split.split(",") if s.strip()]:
-            path = list_file(data, split)
-            if not path.is_file():
-                if args.split == DEFAULT_SPLITS:
-                    continue  # the default asks for every split; a config may not have all three
-                raise DataError(f"no {split} list at {path}; check data.list_dir and data.subset")
-            sources.append((path.stem, path, Path(args.root) if args.root else video_root(data, split)))
-        if not sources:
-            raise DataError(f"no list found for splits {args.split} under {data.list_dir or '.'}; check data.list_dir")
-    elif args.root:
-        from pmv.data.check import entries_from_folder
-
-        entries = entries_from_folder(args.root)
-        if not entries:
-            raise DataError(f"no video files under {args.root}")
-        names = [e[0] for e in entries]
-        list_name = Path(args.root).resolve().name or "videos"
-        return {list_name: names}, {list_name: names}, entries, separator, data
-    else:
-        raise DataError("say what to check: --config CFG, --list LIST [--root DIR], or --root DIR")
-
-    lists: dict[str, list[str]] = {}
-    listed: dict[str, list[str]] = {}
-    unique: dict[str, tuple[str, str, int | None]] = {}
-    for name, path, root in sources:
-        videos = read_video_list(path, separator)
-        keys = []
-        for video, label in zip(videos.paths, videos.labels):
-            full = os.path.join(root, video)
-            # One list: report names as listed. Several: by path, so lists sharing videos (val = test) probe once.
-            key = video if len(sources) == 1 else full
-            unique.setdefault(key, (key, full, label))
-            keys.append(key)
-        lists[name] = keys
-        listed[name] = list(videos.paths)
-    return lists, listed, list(unique.values()), separator, data
-
-
-
-def run(args: argparse.Namespace) -> int:
-    from pmv.data.check import ClipNeed, check_videos, format_summary, write_clean_list, write_report
 
     if args.workers < 1:
         raise DataError("--workers must be at least 1")
-    lists, listed, entries, separator, data = _collect(args)
+    data = load_config(args.config, args.overrides).data if args.config or args.overrides else DataConfig()
+    separator = args.separator if args.separator is not None else data.separator
+    splits = [s.strip() for s in args.split.split(",") if s.strip()]
+    lists, listed, entries = collect_check_sources(
+        data, separator, list_file=args.list_file, root=args.root,
+        splits=splits if (args.config or args.overrides) else None, all_splits_optional=args.split == DEFAULT_SPLITS,
+    )
     need = ClipNeed(
         num_frames=args.num_frames or data.num_frames,
         sampling_rate=args.sampling_rate or data.sampling_rate,

@@ -15,7 +15,7 @@ def _split_count(text: str) -> tuple[str, int]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from pmv.data.fetch import DEFAULT_BASE_URL
+    from pmv.acquire.fetch import DEFAULT_BASE_URL
 
     parser.add_argument("--out", default="data/pmv400", help="folder to write the four CSV files into")
     parser.add_argument(
@@ -39,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmv.data.fetch import Expectations, fetch_annotations
+    from pmv.acquire.fetch import Expectations, fetch_annotations
 
     if args.expect_classes < 1:
         raise DataError("--expect-classes must be at least 1")

@@ -7,7 +7,7 @@ import os
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from pmv.data.prepare import AUDIO_MODES, PrepareOptions
+    from pmv.acquire.prepare import AUDIO_MODES, PrepareOptions
 
     defaults = PrepareOptions()
     parser.add_argument("--src", required=True, help="folder of source videos (searched recursively)")
@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmv.data.prepare import PrepareOptions, prepare_videos
+    from pmv.acquire.prepare import PrepareOptions, prepare_videos
     from pmv.errors import DataError
 
     if args.workers < 1:

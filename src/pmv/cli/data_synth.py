@@ -17,7 +17,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from pmv.data.synth import KINDS, SynthOptions
+    from pmv.acquire.synth import KINDS, SynthOptions
 
     defaults = SynthOptions()
     parser.add_argument("out", help="output folder (lists, class_name_mapping.csv, videos/)")
@@ -44,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmv.data.synth import SynthOptions, synthesize
+    from pmv.acquire.synth import SynthOptions, synthesize
 
     kinds = tuple(kind.strip() for kind in args.kinds.split(",") if kind.strip())
     if args.workers < 1:

@@ -9,7 +9,7 @@ from pmv.errors import DataError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from pmv.data.download import DownloadOptions
+    from pmv.acquire.download import DownloadOptions
 
     defaults = DownloadOptions()
     parser.add_argument(
@@ -35,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmv.data.download import DownloadOptions, download_videos, import_mirror, read_links
+    from pmv.acquire.download import DownloadOptions, download_videos, import_mirror, read_links
 
     if args.workers < 1 or args.attempts < 1:
         raise DataError("--workers and --attempts must be at least 1")

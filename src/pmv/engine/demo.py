@@ -73,7 +73,7 @@ def _markdown_table(rows: list[list[str]]) -> str:
 
 def run_demo(options: DemoOptions) -> DemoResult:
     from pmv.analysis.plots import plot_training_curve
-    from pmv.data.synth import SynthOptions, synthesize
+    from pmv.acquire.synth import SynthOptions, synthesize
     from pmv.engine.evaluator import evaluate_checkpoint
     from pmv.engine.tracking import read_metrics
     from pmv.engine.trainer import train

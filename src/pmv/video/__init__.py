@@ -14,6 +14,7 @@ from pmv.video.errors import (
     VideoError,
     VideoNotFoundError,
 )
+from pmv.video._pyav import open_input as open_container, video_stream
 from pmv.video.metadata import VideoMetadata
 from pmv.video.probe import probe
 from pmv.video.reader import VideoReader, read_frames
@@ -29,6 +30,8 @@ __all__ = [
     "VideoMetadata",
     "VideoNotFoundError",
     "VideoReader",
+    "open_container",
     "probe",
     "read_frames",
+    "video_stream",
 ]

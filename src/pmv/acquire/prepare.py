@@ -99,8 +99,7 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, options: Prepa
     """Re-encode one video to ``dst`` (atomically). Returns a manifest record; raises ``VideoError`` for a bad source."""
     import av
 
-    from pmv.video import CorruptVideoError, probe
-    from pmv.video._pyav import open_input, video_stream
+    from pmv.video import CorruptVideoError, open_container, probe, video_stream
 
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -113,7 +112,7 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, options: Prepa
     coded_height, coded_width = (width, height) if quarter_turns % 2 else (height, width)
     dst.parent.mkdir(parents=True, exist_ok=True)
     temp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    source = open_input(str(src))
+    source = open_container(str(src))
     try:
         in_video = video_stream(source, str(src))
         in_video.codec_context.thread_count = options.threads

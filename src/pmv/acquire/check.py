@@ -27,6 +27,7 @@ from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
+from pmv.errors import DataError
 from pmv.utils import atomic_output, atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,62 @@ def entries_from_folder(root: str | os.PathLike) -> list[tuple[str, str, None]]:
 
 # -- writing the report -----------------------------------------------------------------------------------------
 
+
+
+def collect_check_sources(
+    data, separator: str, *, list_file: str | None = None, root: str | None = None,
+    splits: Sequence[str] | None = None, all_splits_optional: bool = False,
+) -> tuple[dict[str, list[str]], dict[str, list[str]], list[tuple[str, str, int | None]]]:
+    """What `pmv data check` looks at: one list file, the split lists a config names, or every video under a folder.
+
+    Returns (list name -> video keys, list name -> names as listed, unique (key, path, label) entries). With
+    ``all_splits_optional`` a split whose list file is absent is skipped (a config may not have all three).
+    """
+    from pmv.data.annotations import list_file as split_list_file, read_video_list, video_root
+
+    sources: list[tuple[str, Path, Path]] = []  # (name, list file, video root)
+    if list_file:
+        list_path = Path(list_file)
+        if not list_path.is_file():
+            raise DataError(f"no list file at {list_path}; check the path")
+        sources.append((list_path.stem, list_path, Path(root) if root else list_path.parent))
+    elif splits:
+        for split in splits:
+            path = split_list_file(data, split)
+            if not path.is_file():
+                if all_splits_optional:
+                    continue
+                raise DataError(f"no {split} list at {path}; check data.list_dir ({data.list_dir or '.'}) "
+                                f"and data.subset ({data.subset!r})")
+            sources.append((path.stem, path, Path(root) if root else video_root(data, split)))
+        if not sources:
+            looked = ", ".join(str(split_list_file(data, s)) for s in splits)
+            raise DataError(f"no list file found: looked for {looked}; check data.list_dir and data.subset")
+    elif root:
+        entries = entries_from_folder(root)
+        if not entries:
+            raise DataError(f"no video files under {root}")
+        names = [e[0] for e in entries]
+        list_name = Path(root).resolve().name or "videos"
+        return {list_name: names}, {list_name: names}, entries
+    else:
+        raise DataError("say what to check: --config CFG, --list LIST [--root DIR], or --root DIR")
+
+    lists: dict[str, list[str]] = {}
+    listed: dict[str, list[str]] = {}
+    unique: dict[str, tuple[str, str, int | None]] = {}
+    for name, path, video_dir in sources:
+        videos = read_video_list(path, separator)
+        keys = []
+        for video, label in zip(videos.paths, videos.labels):
+            full = os.path.join(video_dir, video)
+            # One list: report names as listed. Several: by path, so lists sharing videos (val = test) probe once.
+            key = video if len(sources) == 1 else full
+            unique.setdefault(key, (key, full, label))
+            keys.append(key)
+        lists[name] = keys
+        listed[name] = list(videos.paths)
+    return lists, listed, list(unique.values())
 
 def write_clean_list(
     report: CheckReport,
