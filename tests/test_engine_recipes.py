@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from pmv.config import load_config
 from pmv.engine.optim import build_schedule
-from pmv.engine.trainer import build_model
+from pmv.engine.build import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MODELS = ["x3d_m", "mvitv2_s", "uniformer_s"]
@@ -65,13 +66,17 @@ def test_demo_recipe_loads():
 def test_recipe_model_options_are_accepted(model):
     # Small input and few classes keep this fast; the options come from the recipe untouched.
     cfg = load_config(recipe(model, "rect_256x192"), ["model.num_classes=3"])
-    net = build_model(cfg, input_size=(4, 64, 64) if model != "mvitv2_s" else (16, 256, 192))
+    net = build_model(cfg.model, (4, 64, 64) if model != "mvitv2_s" else (16, 256, 192))
     assert sum(p.numel() for p in net.parameters()) > 1_000_000
 
 
-def test_audio_visual_model_is_refused_with_a_clear_error():
-    from pmv.errors import ConfigError
-
-    config = load_config(overrides=["model.name=avslowfast_r50", "model.num_classes=3", "data.num_frames=8"])
-    with pytest.raises(ConfigError, match="takes \\(clip, audio\\)"):
-        build_model(config)
+def test_minimal_recipe_gets_the_builders_published_defaults():
+    # model: {name: ...} alone must not force the schema's values onto the builder.
+    for name, dropout, drop_path in [("uniformer_s", 0.0, 0.1), ("mvitv2_s", 0.5, 0.2)]:
+        cfg = load_config(overrides=[f"model.name={name}", "model.num_classes=3"])
+        assert cfg.model.dropout is None and cfg.model.drop_path is None
+        net = build_model(cfg.model, (16, 224, 224))
+        head_dropouts = [m.p for name_, m in net.named_modules() if isinstance(m, torch.nn.Dropout) and "head" in name_]
+        assert head_dropouts and head_dropouts[-1] == dropout, (name, head_dropouts)
+        rates = [m.drop_prob for m in net.modules() if type(m).__name__ == "DropPath"]
+        assert rates and abs(max(rates) - drop_path) < 1e-6, (name, max(rates))

@@ -65,7 +65,7 @@ HELPER = textwrap.dedent(
             return item
 
     import pmv.data.dataset
-    trainer.build_train_data = lambda config: (FakeClips(48, 1), FakeClips(12, 2))
+    trainer.build_datasets = lambda data, transform, test: (FakeClips(48, 1), FakeClips(12, 2))
     pmv.data.dataset.build_test_dataset = lambda data, test, split: FakeViews(7, 4)  # 14 views over 2 ranks
 
     from pmv.cli.main import main

@@ -8,7 +8,7 @@ Each field's comment names the seed (PySlowFast) option it replaces; ``docs/seed
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -24,7 +24,6 @@ class DataConfig:
     target_fps: Optional[float] = None  # DATA.TARGET_FPS; None = the file's native rate
     offset_sampling: bool = True  # DATA.USE_OFFSET_SAMPLING: test clip k starts at k*floor(delta/(K-1))
     decode_short_side: int = 0  # resize in the decoder to this short side (0 = full resolution)
-    backend: str = "pyav"  # DATA.DECODING_BACKEND: pyav | torchcodec
     mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])  # DATA.MEAN
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])  # DATA.STD
     audio: bool = False  # also return a log-mel spectrogram of the clip (AVSlowFast)
@@ -71,10 +70,12 @@ class MixupConfig:
 class ModelConfig:
     name: str = "tiny"  # MODEL.MODEL_NAME / MODEL.ARCH: a registered pmv model
     num_classes: int = 400  # MODEL.NUM_CLASSES
-    dropout: float = 0.5  # MODEL.DROPOUT_RATE (head)
-    drop_path: float = 0.0  # MVIT.DROPPATH_RATE / UNIFORMER.DROP_DEPTH_RATE
-    act_checkpoint: bool = False  # MODEL.ACT_CHECKPOINT / MODEL.USE_CHECKPOINT
-    checkpoint_blocks: list[int] = field(default_factory=list)  # MODEL.CHECKPOINT_NUM (per stage); [] = all
+    # Builder options; None (unset) keeps the registered builder's own default, the published value.
+    dropout: Optional[float] = None  # MODEL.DROPOUT_RATE (head)
+    drop_path: Optional[float] = None  # MVIT.DROPPATH_RATE / UNIFORMER.DROP_DEPTH_RATE
+    act_checkpoint: Optional[bool] = None  # MODEL.ACT_CHECKPOINT / MODEL.USE_CHECKPOINT
+    checkpoint_blocks: Optional[list[int]] = None  # MODEL.CHECKPOINT_NUM (per stage); [] = all
+    options: dict[str, Any] = field(default_factory=dict)  # any other builder option, e.g. {attention_impl: math}
     pretrained: str = ""  # TRAIN.CHECKPOINT_FILE_PATH: weights to start from (.pyth, .pth or pmv)
 
 
@@ -133,7 +134,6 @@ class TestConfig:
     aggregation: str = "softmax_sum"  # DATA.ENSEMBLE_METHOD on softmax scores: softmax_sum | logits_sum | softmax_max
     view_sweep: list[int] = field(default_factory=list)  # e.g. [1, 3, 5, 7, 10]: temporal views, one decode each
     batch_size: int = 8  # TEST.BATCH_SIZE (per process)
-    checkpoint: str = ""  # TEST.CHECKPOINT_FILE_PATH
     split: str = "test"
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import av
@@ -129,7 +130,7 @@ class TrainClipDataset(ClipDataset):
         data = self.data
         path = self.paths[index]
         reader_options = {"short_side": data.decode_short_side} if data.decode_short_side else {}
-        with VideoReader(path, data.backend, threads=1, **reader_options) as reader:
+        with VideoReader(path, threads=1, **reader_options) as reader:
             meta = reader.metadata
             clip = sampling.train_clip(
                 reader.num_frames, data.num_frames, data.sampling_rate, meta.fps, data.target_fps, generator
@@ -195,14 +196,14 @@ class _TestDecoder:
         """A reader that returns frames already at the test size (exact shape: floor of the long side)."""
         size = self._sizes.get(path)
         if size is None:
-            reader = VideoReader(path, self.data.backend, threads=1)
+            reader = VideoReader(path, threads=1)
             meta = reader.metadata
             size = self._test_size(meta.height, meta.width)
             self._sizes[path] = size
             if size == (meta.height, meta.width):
                 return reader
             reader.close()
-        return VideoReader(path, self.data.backend, threads=1, size=size)
+        return VideoReader(path, threads=1, size=size)
 
     def clip_of(self, frames: torch.Tensor, spatial: int) -> torch.Tensor:
         clip = TF.long_side_crop(TF.thwc_to_cthw(frames), self.crop, spatial)
@@ -333,6 +334,12 @@ def build_train_dataset(data: DataConfig, transform: TransformConfig, split: str
     """Training clips: item = ``clip`` (C x T x H x W, or N x C x T x H x W with ``transform.num_sample = N > 1``),
     ``label``, ``index`` (the video), and ``audio`` (1 x frames x mel) when ``data.audio``."""
     return TrainClipDataset(_annotations(data, split), data, transform)
+
+
+def validation_views(test: TestConfig) -> TestConfig:
+    """Validation during training: one centre clip per video (one temporal, one spatial view), sized and cropped
+    like the test (``test.short_side``, ``test.crop``), so epochs are comparable and cheap."""
+    return replace(test, num_temporal_views=1, num_spatial_views=1, spatial_index=1, view_sweep=[])
 
 
 def build_test_dataset(data: DataConfig, test: TestConfig, split: str = "test") -> ClipDataset:

@@ -10,7 +10,6 @@ merges the per-video partial sums and writes the files.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,16 +24,10 @@ from tqdm import tqdm
 from pmv.config import Config
 from pmv.engine import distributed as distrib
 from pmv.engine import metrics as M
+from pmv.engine.build import build_model, config_for_checkpoint, load_weights, make_loader, run_dir_of, test_input_size
+from pmv.engine.precision import autocast_context
 
 log = logging.getLogger(__name__)
-
-
-def autocast_context(device: torch.device, precision: str):
-    """Autocast for ``bf16``/``fp16`` (fp16 only on GPU); a no-op for ``fp32``."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" and device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _valid_mask(batch: dict, size: int) -> torch.Tensor:
@@ -173,8 +166,6 @@ def run_test(
     ``per_class_<T>x<S>.csv`` and ``confusion_<T>x<S>.png``; and ``report.json`` with the metrics and the list of
     videos that failed to decode. ``dataset`` replaces the one the config describes.
     """
-    from pmv.engine.trainer import make_loader
-
     tc = config.test
     info_rank = torch.distributed.get_rank() if distrib.is_dist() else 0
     world = torch.distributed.get_world_size() if distrib.is_dist() else 1
@@ -310,18 +301,6 @@ def apply_views_argument(config: Config, views: str | None) -> Config:
     return replace(config, test=replace(config.test, num_temporal_views=temporal, num_spatial_views=spatial))
 
 
-def config_for_checkpoint(state: dict | None, config_path: str | None, overrides: Sequence[str]) -> Config:
-    """The config of a test: the recipe file when given, else the one stored in the checkpoint; then overrides."""
-    from pmv.config import apply_overrides, config_from_dict, load_config
-    from pmv.errors import ConfigError
-
-    if config_path:
-        return load_config(config_path, overrides)
-    if state is None or not isinstance(state.get("config"), dict):
-        raise ConfigError("this checkpoint holds no pmv config; pass --config RECIPE.yaml")
-    return config_from_dict(apply_overrides(state["config"], overrides))
-
-
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -339,7 +318,6 @@ def evaluate_checkpoint(
     size (MViT relative positions) are adapted by the zoo's loader.
     """
     from pmv.engine import checkpointing as ckpt
-    from pmv.engine.trainer import build_model, load_weights
     from pmv.errors import CheckpointError
 
     path = Path(checkpoint)
@@ -355,7 +333,7 @@ def evaluate_checkpoint(
     info = distrib.setup(device)
     config = replace(config, model=replace(config.model, pretrained=""))
     torch.manual_seed(config.train.seed)
-    model = build_model(config, input_size=(config.data.num_frames, *config.test.crop))
+    model = build_model(config.model, test_input_size(config))
     if state is not None:
         weights = state
         if use_ema:
@@ -367,8 +345,7 @@ def evaluate_checkpoint(
         load_weights(model, str(path), strict=True)
     model.to(info.device)
     if output_dir is None:
-        run_dir = path.parent.parent if path.parent.name == ckpt.CHECKPOINT_DIR else path.parent
-        output_dir = run_dir / f"test_{config.test.split}"
+        output_dir = run_dir_of(path) / f"test_{config.test.split}"
     class_names = state.get("class_names") if state else None
     extra = {"checkpoint": str(path), "model": config.model.name,
              "epoch": state.get("epoch") if state else None}

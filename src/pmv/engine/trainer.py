@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 import math
 import time
@@ -29,7 +28,9 @@ from pmv.config import Config, config_to_dict, save_config
 from pmv.engine import checkpointing as ckpt
 from pmv.engine import distributed as distrib
 from pmv.engine.distributed import DistInfo, ShardedSampler
-from pmv.engine.evaluator import autocast_context, validate
+from pmv.engine.build import build_datasets, build_model, make_loader, seed_everything, train_input_size
+from pmv.engine.evaluator import validate
+from pmv.engine.precision import autocast_context, resolve_precision
 from pmv.engine.optim import build_optimizer, build_schedule, set_lr
 from pmv.engine.tracking import RunTracker
 from pmv.data.transforms.mixup import smooth_one_hot, soft_target_cross_entropy
@@ -37,8 +38,6 @@ from pmv.data.loader import collate_clips
 from pmv.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -53,80 +52,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------- building blocks
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def build_model(config: Config, *, input_size: tuple[int, int, int] | None = None) -> nn.Module:
-    """The configured model, with the ``model.*`` overrides its builder accepts and optional pretrained weights."""
-    from pmv.models.registry import create_model, get_builder
-
-    model_cfg = config.model
-    wanted = {
-        "dropout": model_cfg.dropout,
-        "drop_path": model_cfg.drop_path,
-        "act_checkpoint": model_cfg.act_checkpoint,
-        "checkpoint_blocks": model_cfg.checkpoint_blocks,
-    }
-    params = inspect.signature(get_builder(model_cfg.name)).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    defaults = type(model_cfg)()
-    # Named options always; through **options only values a recipe changed (the builder checks their names).
-    overrides = {k: v for k, v in wanted.items() if k in params or (takes_any and v != getattr(defaults, k))}
-    for key in wanted.keys() - overrides.keys():
-        if wanted[key] != getattr(defaults, key):
-            log.warning("model %s has no %r option; model.%s=%r is ignored", model_cfg.name, key, key, wanted[key])
-    if input_size is None:
-        input_size = (config.data.num_frames, *config.transform.train_crop)
-    model = create_model(model_cfg.name, num_classes=model_cfg.num_classes, input_size=tuple(input_size), **overrides)
-    spec = getattr(model, "input_spec", None)
-    if spec is not None and spec.kind == "audio_visual":
-        # The loops feed one clip tensor; the audio pathway and its sync losses are not wired in yet.
-        raise ConfigError(
-            f"model {model_cfg.name!r} takes (clip, audio) and `pmv train`/`pmv test` feed clips only for now; "
-            "use the model from Python (pmv.models.create_model, data.audio=true datasets give the log-mel input) "
-            "or pick a visual model (pmv models list)"
-        )
-    if model_cfg.pretrained:
-        load_weights(model, model_cfg.pretrained, strict=False, allow_head_mismatch=True)
-    return model
-
-
-def load_weights(model: nn.Module, path_or_state: Any, *, strict: bool = True, allow_head_mismatch: bool = False):
-    """Load pmv, PySlowFast or UniFormer weights through the zoo's loader (which adapts foreign layouts)."""
-    from pmv.models.checkpoint import load_checkpoint
-
-    return load_checkpoint(path_or_state, model, strict=strict, allow_head_mismatch=allow_head_mismatch)
-
-
-def build_train_data(config: Config):
-    from pmv.data.annotations import list_file
-    from pmv.data.dataset import build_test_dataset, build_train_dataset
-
-    train_set = build_train_dataset(config.data, config.transform, split="train")
-    if not list_file(config.data, "val").is_file():
-        log.warning("no val list (%s); training without validation", list_file(config.data, "val"))
-        return train_set, None
-    # Validation: one centre clip per video, deterministic, so successive epochs are comparable.
-    val_test = replace(config.test, num_temporal_views=1, num_spatial_views=1, view_sweep=[])
-    return train_set, build_test_dataset(config.data, val_test, split="val")
-
-
-def make_loader(dataset, *, batch_size: int, sampler, num_workers: int, seed: int, drop_last: bool,
-                persistent: bool = True):
-    """A loader over ``sampler`` (the data package's seeded-worker loader; it seeds per rank itself)."""
-    from pmv.data.loader import build_loader
-
-    return build_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, seed=seed,
-                        drop_last=drop_last, sampler=sampler, persistent_workers=persistent and num_workers > 0)
 
 
 def unpack_clips(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,15 +117,6 @@ def recompute_bn_stats(model: nn.Module, batches, num_batches: int, device: torc
     return used
 
 
-def _check_precision(precision: str, device: torch.device) -> str:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"train.precision={precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        log.warning("fp16 autocast needs a GPU; using bf16 on %s", device.type)
-        return "bf16"
-    return precision
-
-
 def _set_determinism(deterministic: bool) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True)
@@ -229,7 +145,7 @@ def train(
     info: DistInfo = distrib.setup(device)
     tc, oc = config.train, config.optim
     out = Path(tc.output_dir)
-    precision = _check_precision(tc.precision, info.device)
+    precision = resolve_precision(tc.precision, info.device)
     _set_determinism(tc.deterministic)
     if tc.grad_accum < 1:
         raise ConfigError("train.grad_accum must be >= 1")
@@ -237,7 +153,7 @@ def train(
         raise ConfigError(f"train.loss={tc.loss!r} is not one of cross_entropy, soft_cross_entropy")
 
     # Data first: it names the classes the model is built for.
-    train_set, val_set = datasets if datasets is not None else build_train_data(config)
+    train_set, val_set = datasets if datasets is not None else build_datasets(config.data, config.transform, config.test)
     class_names = list(getattr(train_set, "class_names", []) or [])
     num_classes = getattr(train_set, "num_classes", None) or config.model.num_classes
     if num_classes != config.model.num_classes:
@@ -246,7 +162,7 @@ def train(
 
     seed_everything(tc.seed)  # identical initial weights on every rank
     if model is None:
-        model = build_model(config)
+        model = build_model(config.model, train_input_size(config))
     model.to(info.device)
     seed_everything(tc.seed + info.rank)  # then a distinct augmentation stream per rank
 
@@ -500,5 +416,4 @@ def train(
                        val_history=val_history)
 
 
-__all__ = ["TrainResult", "build_model", "load_weights", "recompute_bn_stats", "train", "ModelEma", "unpack_clips",
-           "seed_everything"]
+__all__ = ["TrainResult", "recompute_bn_stats", "train", "ModelEma", "unpack_clips"]
