@@ -69,7 +69,7 @@ def test_base_loop_and_missing_file(tmp_path):
 
 
 def test_saved_config_round_trips(tmp_path):
-    cfg = load_config(overrides=["model.name=x3d_m", "test.view_sweep=[1,3,5]"])
+    cfg = load_config(overrides=["model.name=x3d_m", "test.num_temporal_views=5"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -33,6 +33,11 @@ class DataConfig:
     audio_win_ms: float = 32.0  # DATA.AUDIO_WIN_SZ
     audio_step_ms: float = 16.0  # DATA.AUDIO_STEP_SZ
     logmel_mean: float = -7.03  # DATA.LOGMEL_MEAN
+    # AV-sync negatives (training): a second spectrogram from the same video at least the gap away.
+    audio_negatives: bool = False  # DATA.GET_MISALIGNED_AUDIO
+    audio_misaligned_gap: int = 32  # DATA.AUDIO_MISALIGNED_GAP (spectrogram rows, 32 x 16 ms = 0.5 s)
+    easy_negative_ratio: float = 0.75  # DATA.EASY_NEG_RATIO: share of negatives taken from another video
+    mix_negative_epoch: int = 96  # DATA.MIX_NEG_EPOCH: before it every negative is another video's audio
     logmel_std: float = 4.66  # DATA.LOGMEL_STD
 
 
@@ -132,7 +137,6 @@ class TestConfig:
     crop: list[int] = field(default_factory=lambda: [224, 224])  # DATA.TEST_CROP_SIZE(_RECT), H x W
     auto_adjust: bool = False  # DATA.TEST_JITTER_SCALES_AUTO_ADJUST
     aggregation: str = "softmax_sum"  # DATA.ENSEMBLE_METHOD on softmax scores: softmax_sum | logits_sum | softmax_max
-    view_sweep: list[int] = field(default_factory=list)  # e.g. [1, 3, 5, 7, 10]: temporal views, one decode each
     batch_size: int = 8  # TEST.BATCH_SIZE (per process)
     split: str = "test"
 

@@ -61,6 +61,9 @@ class RunTracker:
                 if key not in ("kind", "step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._writer.add_scalar(f"{kind}/{key}", value, int(step))
 
+    def log_train(self, step: int, record: dict) -> None:
+        self.log("train", step, **record)
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
