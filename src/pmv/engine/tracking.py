@@ -61,6 +61,12 @@ class RunTracker:
                 if key not in ("kind", "step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._writer.add_scalar(f"{kind}/{key}", value, int(step))
 
+    def __enter__(self) -> "RunTracker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def log_train(self, step: int, record: dict) -> None:
         self.log("train", step, **record)
 

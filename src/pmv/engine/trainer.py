@@ -27,7 +27,7 @@ from pmv.engine import distributed as distrib
 from pmv.engine.build import build_datasets, build_model, make_loader, seed_everything, train_input_size
 from pmv.engine.distributed import DistInfo, ShardedSampler
 from pmv.engine.evaluator import evaluate, is_audio_visual
-from pmv.engine.loop import EpochPlan, Learner, ModelEma, TrainState, recompute_bn_stats, train_one_epoch
+from pmv.engine.loop import EpochPlan, EpochResult, Learner, ModelEma, TrainState, recompute_bn_stats, train_one_epoch
 from pmv.engine.optim import build_optimizer, build_schedule
 from pmv.engine.precision import resolve_precision
 from pmv.engine.preemption import EXIT_PREEMPTED, StopSignals, TrainingStopped
@@ -159,6 +159,120 @@ def stopped_error(signal_name: str, saved: Optional[Path], state: TrainState, st
     return TrainingStopped(message, checkpoint=str(saved), signal_name=signal_name, exit_code=EXIT_PREEMPTED)
 
 
+@dataclass
+class TrainLoaders:
+    sampler: ShardedSampler
+    train: Any
+    val: Any
+    steps_per_epoch: int
+
+
+def build_loaders(config: Config, train_set, val_set, info: DistInfo) -> TrainLoaders:
+    """The train loader (sharded, keyed augmentation) and the validation loader (one centre view per video)."""
+    tc = config.train
+    sampler = ShardedSampler(len(train_set), rank=info.rank, world_size=info.world_size, shuffle=True,
+                             seed=tc.seed, drop_last=True, item_seeds=True)
+    loader = make_loader(train_set, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
+                         seed=tc.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // tc.batch_size // tc.grad_accum
+    if steps_per_epoch < 1:
+        raise ConfigError(f"the training split ({len(train_set)} videos over {info.world_size} process(es)) is "
+                          f"smaller than one step of train.batch_size={tc.batch_size} x grad_accum={tc.grad_accum}")
+    val_loader = None
+    if val_set is not None and len(val_set) > 0:
+        val_sampler = ShardedSampler(len(val_set), rank=info.rank, world_size=info.world_size, shuffle=False,
+                                     drop_last=False)
+        val_loader = make_loader(val_set, batch_size=config.test.batch_size, sampler=val_sampler,
+                                 num_workers=tc.num_workers, seed=tc.seed, drop_last=False)
+    return TrainLoaders(sampler, loader, val_loader, steps_per_epoch)
+
+
+def resume_run(learner: Learner, resume, config: Config, class_names: list[str], info: DistInfo,
+               steps_per_epoch: int) -> tuple[TrainState, Optional[dict]]:
+    """The state to start from (fresh, or a checkpoint's), and this rank's RNG states to restore once the epoch's
+    loader exists."""
+    _, saved = find_resume_checkpoint(resume, Path(config.train.output_dir), config.train.auto_resume)
+    if saved is None:
+        return TrainState(), None
+    state = TrainState(**ckpt.restore_training(learner, saved, class_names))
+    if state.step_in_epoch >= steps_per_epoch:  # the epoch had in fact finished
+        state.epoch, state.step_in_epoch = state.epoch + 1, 0
+    rng_states = saved.get("rng") or []
+    if len(rng_states) != info.world_size:
+        log.warning("checkpoint has RNG states for %d process(es), this run has %d: dropout and mixup will not "
+                    "replay exactly", len(rng_states), info.world_size)
+        return state, None
+    return state, rng_states[info.rank]
+
+
+@dataclass
+class TrainRun:
+    """What the epochs of one run share."""
+
+    config: Config
+    info: DistInfo
+    train_set: Any
+    loaders: TrainLoaders
+    tracker: RunTracker
+    checkpoints: RunCheckpoints
+    progress: bool
+    on_step: Optional[Callable[[int], None]] = None
+    val_history: list[dict] = field(default_factory=list)
+
+
+def run_epoch(run: TrainRun, learner: Learner, state: TrainState, signals: StopSignals,
+              pending_rng: Optional[dict]) -> EpochResult:
+    """Train the rest of epoch ``state.epoch``; on a stop signal, checkpoint and raise ``TrainingStopped``."""
+    tc = run.config.train
+    run.loaders.sampler.set_epoch(state.epoch)
+    run.loaders.sampler.start_at(state.step_in_epoch * tc.batch_size * tc.grad_accum)
+    batches = iter(run.loaders.train)
+    if pending_rng is not None:  # after the loader iterator exists: creating it draws from the RNG
+        ckpt.restore_run_rng(pending_rng, learner.mixup)
+    plan = EpochPlan(steps=run.loaders.steps_per_epoch, log_period=tc.log_period,
+                     checkpoint_steps=tc.checkpoint_steps, world_size=run.info.world_size,
+                     progress=run.progress and run.info.is_main, log=run.tracker.log_train,
+                     save=MidEpochSave(run.checkpoints, learner, state), stop_requested=signals.requested,
+                     on_step=run.on_step)
+    result = train_one_epoch(learner, state, batches, plan)
+    if result.stopped:
+        saved_path = run.checkpoints.save(learner, state, {})
+        raise stopped_error(signals.received or "SIGTERM", saved_path, state, run.loaders.steps_per_epoch)
+    return result
+
+
+def end_epoch(run: TrainRun, learner: Learner, state: TrainState, result: EpochResult) -> None:
+    """After an epoch: train stats over ranks, precise BN, validation, the best model, the checkpoint."""
+    tc = run.config.train
+    loss_sum, correct, clips = distrib.all_reduce_sum(
+        [result.stats.loss_sum, result.stats.correct, result.stats.clips]).tolist()
+    record = {"epoch": state.epoch + 1, "train_loss": loss_sum / max(clips, 1),
+              "train_top1": 100.0 * correct / max(clips, 1), "seconds": result.seconds}
+    state.epoch, state.step_in_epoch = state.epoch + 1, 0
+    is_last = state.epoch == tc.epochs
+    do_eval = run.loaders.val is not None and (state.epoch % max(1, tc.eval_period) == 0 or is_last)
+    do_save = state.epoch % max(1, tc.checkpoint_period) == 0 or is_last
+    if tc.precise_bn and (do_eval or do_save):
+        precise_bn(run.config, learner, run.train_set, run.info, state.epoch - 1)
+    metrics: dict = {}
+    is_best = False
+    summary = f"epoch {state.epoch}/{tc.epochs}: train loss {record['train_loss']:.4f} top-1 {record['train_top1']:.2f}%"
+    if do_eval:
+        eval_model = learner.ema.module if learner.ema is not None else learner.model
+        metrics = evaluate(eval_model, run.loaders.val, run.info.device, precision=learner.precision,
+                           aggregation=run.config.test.aggregation)
+        metrics["epoch"] = state.epoch
+        run.val_history.append(metrics)
+        run.tracker.log("val", state.global_step, **metrics)
+        if state.improves_on_best(metrics):
+            state.best_top1, state.best_loss, is_best = metrics["top1"], metrics["loss"], True
+        summary += f" | val loss {metrics['loss']:.4f} top-1 {metrics['top1']:.2f}% top-5 {metrics['top5']:.2f}%"
+    log.info("%s", summary)
+    run.tracker.log("epoch", state.global_step, **record)
+    if do_save or is_best:
+        run.checkpoints.save(learner, state, metrics, is_best=is_best)
+
+
 def train(
     config: Config,
     *,
@@ -179,119 +293,43 @@ def train(
     out = Path(tc.output_dir)
 
     # Data first: it names the classes the model is built for.
-    train_set, val_set = datasets if datasets is not None else build_datasets(config.data, config.transform,
-                                                                              config.test)
+    train_set, val_set = datasets or build_datasets(config.data, config.transform, config.test)
     class_names = list(getattr(train_set, "class_names", []) or [])
     num_classes = getattr(train_set, "num_classes", None) or config.model.num_classes
     if num_classes != config.model.num_classes:
         raise ConfigError(f"the training list has {num_classes} classes but model.num_classes="
                           f"{config.model.num_classes}; set model.num_classes={num_classes}")
-    sampler = ShardedSampler(len(train_set), rank=info.rank, world_size=info.world_size, shuffle=True,
-                             seed=tc.seed, drop_last=True, item_seeds=True)
-    loader = make_loader(train_set, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers,
-                         seed=tc.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // tc.batch_size // tc.grad_accum
-    if steps_per_epoch < 1:
-        raise ConfigError(f"the training split ({len(train_set)} videos over {info.world_size} process(es)) is "
-                          f"smaller than one step of train.batch_size={tc.batch_size} x grad_accum={tc.grad_accum}")
-    val_loader = None
-    if val_set is not None and len(val_set) > 0:
-        val_sampler = ShardedSampler(len(val_set), rank=info.rank, world_size=info.world_size, shuffle=False,
-                                     drop_last=False)
-        val_loader = make_loader(val_set, batch_size=config.test.batch_size, sampler=val_sampler,
-                                 num_workers=tc.num_workers, seed=tc.seed, drop_last=False)
+    loaders = build_loaders(config, train_set, val_set, info)
 
-    # Model and learner: identical initial weights on every rank, then a distinct RNG stream per rank.
+    # Identical initial weights on every rank, then a distinct RNG stream per rank.
     seed_everything(tc.seed)
-    if model is None:
-        model = build_model(config.model, train_input_size(config))
-    model.to(info.device)
+    model = (model or build_model(config.model, train_input_size(config))).to(info.device)
     seed_everything(tc.seed + info.rank)
-    learner = build_learner(config, model, info, num_classes, steps_per_epoch)
+    learner = build_learner(config, model, info, num_classes, loaders.steps_per_epoch)
+    state, pending_rng = resume_run(learner, resume, config, class_names, info, loaders.steps_per_epoch)
 
-    state = TrainState()
-    pending_rng = None
-    resume_path, saved = find_resume_checkpoint(resume, out, tc.auto_resume)
-    if saved is not None:
-        state = TrainState(**ckpt.restore_training(learner, saved, class_names))
-        if state.step_in_epoch >= steps_per_epoch:  # the epoch had in fact finished
-            state.epoch, state.step_in_epoch = state.epoch + 1, 0
-        rng_states = saved.get("rng") or []
-        if len(rng_states) == info.world_size:
-            pending_rng = rng_states[info.rank]
-        else:
-            log.warning("checkpoint has RNG states for %d process(es), this run has %d: dropout and mixup will not "
-                        "replay exactly", len(rng_states), info.world_size)
-
-    tracker = RunTracker(out, enabled=info.is_main, tensorboard=tc.tensorboard)
-    checkpoints = RunCheckpoints(out, config, class_names, info, steps_per_epoch)
+    run = TrainRun(config, info, train_set, loaders, RunTracker(out, enabled=info.is_main, tensorboard=tc.tensorboard),
+                   RunCheckpoints(out, config, class_names, info, loaders.steps_per_epoch), progress, on_step)
     if info.is_main:
         save_config(config, out / "config.yaml")
         log.info("training %s on %d clips/step (%d process(es) x %d x %d accumulation), %d steps/epoch, %d epochs",
                  config.model.name, tc.batch_size * tc.grad_accum * info.world_size, info.world_size,
-                 tc.batch_size, tc.grad_accum, steps_per_epoch, tc.epochs)
-    val_history: list[dict] = []
-    with deterministic_algorithms(tc.deterministic), StopSignals() as signals:
-        try:
-            while state.epoch < tc.epochs:
-                sampler.set_epoch(state.epoch)
-                sampler.start_at(state.step_in_epoch * tc.batch_size * tc.grad_accum)
-                batches = iter(loader)
-                if pending_rng is not None:  # after the loader iterator exists: creating it draws from the RNG
-                    ckpt.restore_run_rng(pending_rng, learner.mixup)
-                    pending_rng = None
-                plan = EpochPlan(steps=steps_per_epoch, log_period=tc.log_period,
-                                 checkpoint_steps=tc.checkpoint_steps, world_size=info.world_size,
-                                 progress=progress and info.is_main, log=tracker.log_train,
-                                 save=MidEpochSave(checkpoints, learner, state), stop_requested=signals.requested,
-                                 on_step=on_step)
-                result = train_one_epoch(learner, state, batches, plan)
-                if result.stopped:
-                    saved_path = checkpoints.save(learner, state, {})
-                    raise stopped_error(signals.received or "SIGTERM", saved_path, state, steps_per_epoch)
+                 tc.batch_size, tc.grad_accum, loaders.steps_per_epoch, tc.epochs)
+    with deterministic_algorithms(tc.deterministic), StopSignals() as signals, run.tracker:
+        while state.epoch < tc.epochs:
+            result = run_epoch(run, learner, state, signals, pending_rng)
+            pending_rng = None
+            end_epoch(run, learner, state, result)
+        drift = distrib.max_param_difference(model)
+        run.tracker.log("final", state.global_step, params_max_rank_diff=drift, best_top1=state.best_top1)
+        if drift > 1e-4:
+            log.warning("parameters differ across ranks by up to %.3g", drift)
 
-                # End of epoch: train stats over ranks, precise BN, validation, checkpoint.
-                loss_sum, correct, clips = distrib.all_reduce_sum(
-                    [result.stats.loss_sum, result.stats.correct, result.stats.clips]).tolist()
-                epoch_record = {"epoch": state.epoch + 1, "train_loss": loss_sum / max(clips, 1),
-                                "train_top1": 100.0 * correct / max(clips, 1), "seconds": result.seconds}
-                state.epoch, state.step_in_epoch = state.epoch + 1, 0
-                is_last = state.epoch == tc.epochs
-                do_eval = val_loader is not None and (state.epoch % max(1, tc.eval_period) == 0 or is_last)
-                do_save = state.epoch % max(1, tc.checkpoint_period) == 0 or is_last
-                if tc.precise_bn and (do_eval or do_save):
-                    precise_bn(config, learner, train_set, info, state.epoch - 1)
-                metrics: dict = {}
-                is_best = False
-                if do_eval:
-                    eval_model = learner.ema.module if learner.ema is not None else model
-                    metrics = evaluate(eval_model, val_loader, info.device, precision=learner.precision,
-                                       aggregation=config.test.aggregation)
-                    metrics["epoch"] = state.epoch
-                    val_history.append(metrics)
-                    tracker.log("val", state.global_step, **metrics)
-                    if state.improves_on_best(metrics):
-                        state.best_top1, state.best_loss, is_best = metrics["top1"], metrics["loss"], True
-                    log.info("epoch %d/%d: train loss %.4f top-1 %.2f%% | val loss %.4f top-1 %.2f%% top-5 %.2f%%",
-                             state.epoch, tc.epochs, epoch_record["train_loss"], epoch_record["train_top1"],
-                             metrics["loss"], metrics["top1"], metrics["top5"])
-                else:
-                    log.info("epoch %d/%d: train loss %.4f top-1 %.2f%%", state.epoch, tc.epochs,
-                             epoch_record["train_loss"], epoch_record["train_top1"])
-                tracker.log("epoch", state.global_step, **epoch_record)
-                if do_save or is_best:
-                    checkpoints.save(learner, state, metrics, is_best=is_best)
-            drift = distrib.max_param_difference(model)
-            tracker.log("final", state.global_step, params_max_rank_diff=drift, best_top1=state.best_top1)
-            if drift > 1e-4:
-                log.warning("parameters differ across ranks by up to %.3g", drift)
-        finally:
-            tracker.close()
     existing = ckpt.list_checkpoints(out) if info.is_main else []
     best_file = out / ckpt.CHECKPOINT_DIR / ckpt.BEST_NAME
     return TrainResult(output_dir=out, epochs=tc.epochs, global_step=state.global_step, best_metric=state.best_top1,
-                       last_checkpoint=checkpoints.last or (existing[-1] if existing else None),
-                       best_checkpoint=best_file if best_file.exists() else None, val_history=val_history)
+                       last_checkpoint=run.checkpoints.last or (existing[-1] if existing else None),
+                       best_checkpoint=best_file if best_file.exists() else None, val_history=run.val_history)
 
 
 __all__ = ["TrainResult", "deterministic_algorithms", "train"]
