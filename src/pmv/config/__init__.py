@@ -10,6 +10,7 @@ from pmv.config.load import (
     read_recipe,
     resolve_recipe,
     save_config,
+    shipped_config,
 )
 from pmv.config.schema import (
     Config,
@@ -39,5 +40,6 @@ __all__ = [
     "read_recipe",
     "resolve_recipe",
     "save_config",
+    "shipped_config",
     "validate",
 ]

@@ -281,6 +281,19 @@ def resolve_recipe(
     return apply_overrides(data, overrides)
 
 
+def shipped_config(relative: str) -> Path:
+    """A config file that ships with pmv (``configs/smoke.yaml``): under the working folder, else beside the
+    pmv sources (a checkout or an editable install)."""
+    import pmv
+
+    candidates = [Path.cwd() / relative, Path(pmv.__file__).resolve().parents[2] / relative]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ConfigError(f"cannot find {relative} (looked in {' and '.join(str(c) for c in candidates)}); run from the "
+                      "pmv checkout, or pass the file's path")
+
+
 def load_config(
     path: str | os.PathLike | None = None,
     overrides: Iterable[str] = (),
