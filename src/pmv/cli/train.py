@@ -14,12 +14,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", metavar="DIR", help="same as train.output_dir=DIR")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="auto: this rank's GPU when CUDA is available")
+    parser.add_argument("--smoke", action="store_true",
+                        help="stack configs/smoke.yaml on the recipe (before the overrides): one short epoch on a CPU "
+                        "with few frames and half-size crops, to check a setup; see `pmv config show RECIPE --smoke`")
     parser.add_argument("--test", action="store_true",
                         help="after training, run the recipe's multi-view test with the best (or last) checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmv.config import load_config
+    from pmv.cli.config_show import SMOKE_OVERLAY
+    from pmv.config import load_config, shipped_config
     from pmv.engine import distributed
     from pmv.engine.evaluator import evaluate_checkpoint
     from pmv.engine.trainer import train
@@ -27,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"train.output_dir={args.output_dir}")
-    config = load_config(args.config, overrides)
+    overlays = [shipped_config(SMOKE_OVERLAY)] if args.smoke else []
+    config = load_config(args.config, overrides, overlays=overlays)
     try:
         result = train(config, resume=args.resume, device=args.device)
         rank0 = distributed.setup(args.device).is_main
