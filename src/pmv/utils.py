@@ -71,8 +71,8 @@ def text_file_kind(path: str | os.PathLike, sample_bytes: int = 4096) -> str | N
         head = handle.read(sample_bytes)
     if not head:
         return "an empty file"
-    if b"\0" in head:
-        return None
+    if any((byte < 32 and byte not in b"\t\n\r\f") or byte == 127 for byte in head):
+        return None  # control bytes: binary data (a zip or pickle header, say), not text
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -132,7 +132,7 @@ def read_recipe(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict:
     """The raw mapping of a recipe with its ``_base_`` chain merged in (bases first).
 
     The file's own ``_scale_sizes_`` is kept in the result: it applies to whatever the recipe is stacked on."""
-    path = Path(os.path.abspath(path))
+    path = Path(path).resolve()
     if path in _seen:
         chain = " -> ".join(str(p) for p in (*_seen, path))
         raise ConfigError(f"config files extend each other in a loop: {chain}")

@@ -116,13 +116,11 @@ def read_checkpoint_file(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; check the path (model.pretrained / --checkpoint)")
     # Say what a file that is not a checkpoint at all is, instead of torch.load's unpickling noise.
-    kind = text_file_kind(path)
-    if kind is not None:
+    if not _is_torch_file(path):
+        kind = text_file_kind(path) or "neither a PyTorch zip archive nor a pickle file"
         hint = {"a YAML config": "; pass configs with --config, and a .pt/.pyth/.pth file as the checkpoint",
                 "an empty file": "; it was probably cut off while being written or copied: copy it again"}
         raise CheckpointError(f"{path} is not a checkpoint: it is {kind}{hint.get(kind, '')}")
-    if not _is_torch_file(path):
-        raise CheckpointError(f"{path} is not a checkpoint: it is neither a PyTorch zip archive nor a pickle file")
     try:
         # Training scripts often store their argparse options next to the weights; those are plain data.
         with torch.serialization.safe_globals([argparse.Namespace]):
