@@ -21,7 +21,8 @@ class Check:
     ok: Callable[[Any], bool]
     expect: str  # what is accepted, read after "must be"
 
-    def hint(self, key: str, value: Any) -> str:  # noqa: ARG002 - sizes override it
+    def hint(self, key: str, value: Any) -> str:
+        """Extra words after the error, e.g. how to write the value (sizes override it)."""
         return ""
 
 
