@@ -31,6 +31,7 @@ COMMANDS: list[Command] = [
     Command(None, "test", "pmv.cli.test", "multi-view test of a checkpoint: top-1/top-5, per-class CSV, confusion matrix"),
     Command(None, "train", "pmv.cli.train", "train a model from a recipe (one process, or many under torchrun)"),
     Command(None, "download", "pmv.cli.download", "download PMV-400 videos (or import a mirror), verified and resumable"),
+    Command("config", "show", "pmv.cli.config_show", "print a recipe's resolved config (+ overrides), each key with its help"),
     Command("data", "check", "pmv.cli.data_check", "probe every listed video: missing, broken, too short, orientation; cleaned lists"),
     Command("data", "fetch-annotations", "pmv.cli.data_fetch", "download and verify the PMV-400 lists and class names"),
     Command("data", "prepare", "pmv.cli.data_prepare", "re-encode videos upright, smaller, short GOP (H.264), audio kept"),
@@ -42,6 +43,7 @@ COMMANDS: list[Command] = [
 ]
 
 GROUP_HELP = {
+    "config": "inspect recipes: the resolved config with each key's meaning",
     "data": "get, check, prepare and inspect video data",
     "models": "list the model zoo, count parameters and FLOPs",
 }

@@ -14,6 +14,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "checkpoint in train.output_dir, when train.auto_resume)")
     parser.add_argument("--output-dir", metavar="DIR", help="same as train.output_dir=DIR")
     parser.add_argument("--device", default="auto", help="auto (this rank's GPU when CUDA is available), cpu or cuda")
+    parser.add_argument("--smoke", action="store_true",
+                        help="stack configs/smoke.yaml on the recipe (before the overrides): one short epoch on a CPU "
+                        "with few frames and half-size crops, to check a setup; see `pmv config show RECIPE --smoke`")
     parser.add_argument("--test", action="store_true",
                         help="after training, run the recipe's multi-view test with the best (or last) checkpoint")
     parser.add_argument("--no-progress", action="store_true",
@@ -25,7 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pmv.cli.common import print_report, show_progress
-    from pmv.config import load_config
+    from pmv.cli.config_show import SMOKE_OVERLAY
+    from pmv.config import load_config, shipped_config
     from pmv.engine import distributed
     from pmv.engine.evaluator import evaluate_checkpoint
     from pmv.engine.preemption import TrainingStopped
@@ -34,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"train.output_dir={args.output_dir}")
-    config = load_config(args.config, overrides)
+    overlays = [shipped_config(SMOKE_OVERLAY)] if args.smoke else []
+    config = load_config(args.config, overrides, overlays=overlays)
     progress = show_progress(args)
     try:
         try:

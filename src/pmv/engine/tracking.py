@@ -14,6 +14,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_MISSING = ("TensorBoard scalars are off: the tensorboard package is not installed; "
+                       "pip install 'pmv[tensorboard]' (or set train.tensorboard=false)")
 
 
 def _plain(value: Any) -> Any:
@@ -44,7 +46,7 @@ class RunTracker:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                log.info("TensorBoard scalars off: install the 'tensorboard' package to get them")
+                log.warning(TENSORBOARD_MISSING)
             else:
                 self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
 
