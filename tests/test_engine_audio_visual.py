@@ -2,7 +2,6 @@
 misaligned negative), the model's AV-sync losses join the loss, and resume replays exactly."""
 
 import json
-import sys
 
 import pytest
 import torch

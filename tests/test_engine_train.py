@@ -141,15 +141,19 @@ def test_train_writes_run_files_and_learns(tmp_path, helper):
 
 
 
+def run_uninterrupted(command, out):
+    done = subprocess.run([*command, f"train.output_dir={out}"], capture_output=True, text=True,
+                          env=env(FAKE_DELAY=0.01), timeout=180)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, helper):
     # With loader workers: item augmentation is keyed by (seed, epoch, video), so it replays after a resume.
     script, recipe = helper
     common = [sys.executable, str(script), "train", "--config", str(recipe), "train.checkpoint_steps=3",
               "train.num_workers=2"]
-    straight = tmp_path / "straight"
-    done = subprocess.run([*common, f"train.output_dir={straight}"], capture_output=True, text=True,
-                          env=env(FAKE_DELAY=0.01), timeout=180)
-    assert done.returncode == 0, done.stderr
+    straight = run_uninterrupted(common, tmp_path / "straight")
 
     broken = tmp_path / "broken"
     proc = subprocess.Popen([*common, f"train.output_dir={broken}"], stdout=subprocess.DEVNULL,
@@ -197,10 +201,7 @@ def test_preemption_signal_writes_a_checkpoint_and_the_rerun_resumes(tmp_path, h
     script, recipe = helper
     common = [sys.executable, str(script), "train", "--config", str(recipe), "train.checkpoint_period=5",
               "train.num_workers=2"]
-    straight = tmp_path / "straight"
-    done = subprocess.run([*common, f"train.output_dir={straight}"], capture_output=True, text=True,
-                          env=env(FAKE_DELAY=0.01), timeout=180)
-    assert done.returncode == 0, done.stderr
+    straight = run_uninterrupted(common, tmp_path / "straight")
 
     run = tmp_path / "run"
     proc = subprocess.Popen([*common, f"train.output_dir={run}", "train.checkpoint_steps=4"], stdout=subprocess.PIPE,

@@ -35,7 +35,7 @@ from pmv.data.annotations import SplitAnnotations, load_split, video_root
 from pmv.data.audio import clip_log_mel, misaligned_start, silent_log_mel
 from pmv.data.transforms import functional as TF
 from pmv.data.transforms.pipeline import TestTransform, build_train_transform
-from pmv.errors import ConfigError, DataError
+from pmv.errors import DataError
 from pmv.video.errors import NoAudioStreamError, VideoError
 from pmv.video.reader import VideoReader
 
@@ -124,8 +124,6 @@ class TrainClipDataset(ClipDataset):
 
     def __init__(self, annotations: SplitAnnotations, data: DataConfig, transform: TransformConfig):
         super().__init__(annotations, data)
-        if transform.num_sample < 1:
-            raise ConfigError(f"transform.num_sample must be at least 1, got {transform.num_sample}")
         self.transform_config = transform
         self.transform = build_train_transform(transform, data.mean, data.std)
         self.num_sample = transform.num_sample
@@ -282,9 +280,7 @@ class VideoViewsDataset(ClipDataset):
         self, annotations: SplitAnnotations, data: DataConfig, test: TestConfig, temporal_view_counts: Sequence[int]
     ):
         super().__init__(annotations, data)
-        counts = [int(c) for c in temporal_view_counts]
-        if not counts or min(counts) < 1:
-            raise ConfigError(f"temporal view counts must be positive whole numbers, got {list(temporal_view_counts)}")
+        counts = sampling.check_view_counts(temporal_view_counts)
         self.test = test
         self.decoder = _TestDecoder(data, test)
         self.temporal_view_counts = counts

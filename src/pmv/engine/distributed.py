@@ -115,24 +115,23 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _all_reduce(values, op, device: torch.device | None) -> torch.Tensor:
+    tensor = torch.as_tensor(values, dtype=torch.float64)
+    if is_dist():
+        if dist.get_backend() == "nccl":
+            tensor = tensor.to(device or torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(tensor, op=op)
+    return tensor.cpu()
+
+
 def all_reduce_sum(values: Sequence[float] | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     """Sum a vector of numbers over all ranks (float64, so counts stay exact)."""
-    tensor = torch.as_tensor(values, dtype=torch.float64)
-    if is_dist():
-        if dist.get_backend() == "nccl":
-            tensor = tensor.to(device or torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor.cpu()
+    return _all_reduce(values, dist.ReduceOp.SUM, device)
 
 
-def all_reduce_max(values: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+def all_reduce_max(values: Sequence[float] | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     """Element-wise maximum over all ranks."""
-    tensor = torch.as_tensor(values, dtype=torch.float64)
-    if is_dist():
-        if dist.get_backend() == "nccl":
-            tensor = tensor.to(device or torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return tensor.cpu()
+    return _all_reduce(values, dist.ReduceOp.MAX, device)
 
 
 def all_gather_objects(obj: Any) -> list[Any]:

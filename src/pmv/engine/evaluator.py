@@ -316,6 +316,24 @@ def _update_report_json(path: Path, test: TestConfig, report: "TestReport", extr
     return M.write_json(path, body)
 
 
+def _score_and_report(config: Config, model: nn.Module, output_dir, dataset, counts: list[int], *, sweep: bool,
+                      device, class_names, extra_report, progress: bool) -> TestReport:
+    test = config.test
+    device = device or next(model.parameters()).device
+    num_videos = len(dataset.paths)
+    num_classes = int(getattr(dataset, "num_classes", 0) or config.model.num_classes)
+    aggregators = {k: M.VideoAggregator(num_videos, num_classes, test.aggregation) for k in counts}
+    scorer = ViewScorer(model, device, resolve_precision(config.train.precision, device), aggregators,
+                        test.aggregation)
+    # A sweep item is a whole video; its views go through the model test.batch_size at a time.
+    loader = _test_loader(config, dataset, 1 if sweep else test.batch_size, distrib.rank())
+    scored = _score_loader(model, loader, scorer, sweep_chunk=test.batch_size if sweep else None,
+                           progress=progress and distrib.is_main_process(),
+                           desc=f"{'sweep' if sweep else 'test'} {test.split}", num_videos=num_videos,
+                           num_classes=num_classes, aggregation=test.aggregation)
+    return _report(config, scored, dataset, Path(output_dir), counts, class_names, extra_report)
+
+
 def run_test(
     config: Config,
     model: nn.Module,
@@ -335,22 +353,12 @@ def run_test(
     this folder, and the videos that failed to decode with their reasons). ``dataset`` replaces the one the config
     describes (per-view items like :func:`pmv.data.dataset.build_test_dataset`'s).
     """
-    test = config.test
-    device = device or next(model.parameters()).device
     if dataset is None:
         from pmv.data.dataset import build_test_dataset
 
-        dataset = build_test_dataset(config.data, test, split=test.split)
-    num_videos = len(dataset.paths)
-    num_classes = int(getattr(dataset, "num_classes", 0) or config.model.num_classes)
-    count = test.num_temporal_views
-    scorer = ViewScorer(model, device, resolve_precision(config.train.precision, device),
-                        {count: M.VideoAggregator(num_videos, num_classes, test.aggregation)}, test.aggregation)
-    loader = _test_loader(config, dataset, test.batch_size, distrib.rank())
-    scored = _score_loader(model, loader, scorer, sweep_chunk=None, progress=progress and distrib.is_main_process(),
-                           desc=f"test {test.split}", num_videos=num_videos, num_classes=num_classes,
-                           aggregation=test.aggregation)
-    return _report(config, scored, dataset, Path(output_dir), [count], class_names, extra_report)
+        dataset = build_test_dataset(config.data, config.test, split=config.test.split)
+    return _score_and_report(config, model, output_dir, dataset, [config.test.num_temporal_views], sweep=False,
+                             device=device, class_names=class_names, extra_report=extra_report, progress=progress)
 
 
 def run_view_sweep(
@@ -367,27 +375,16 @@ def run_view_sweep(
 ) -> TestReport:
     """The temporal-view sweep: every video decoded once, scored with each count of temporal views (times
     ``test.num_spatial_views`` crops); one protocol per count in the report. ``test.batch_size`` views per forward."""
-    from pmv.errors import ConfigError
+    from pmv.data.sampling import check_view_counts
 
-    counts = sorted({int(k) for k in temporal_view_counts})
-    if not counts or counts[0] < 1:
-        raise ConfigError(f"temporal view counts must be positive whole numbers, got {list(temporal_view_counts)}")
-    test = config.test
-    device = device or next(model.parameters()).device
+    counts = check_view_counts(temporal_view_counts)
     if dataset is None:
         from pmv.data.dataset import build_video_views_dataset
 
-        dataset = build_video_views_dataset(config.data, test, split=test.split, temporal_view_counts=counts)
-    num_videos = len(dataset.paths)
-    num_classes = int(getattr(dataset, "num_classes", 0) or config.model.num_classes)
-    scorer = ViewScorer(model, device, resolve_precision(config.train.precision, device),
-                        {k: M.VideoAggregator(num_videos, num_classes, test.aggregation) for k in counts},
-                        test.aggregation)
-    loader = _test_loader(config, dataset, 1, distrib.rank())
-    scored = _score_loader(model, loader, scorer, sweep_chunk=test.batch_size,
-                           progress=progress and distrib.is_main_process(), desc=f"sweep {test.split}",
-                           num_videos=num_videos, num_classes=num_classes, aggregation=test.aggregation)
-    return _report(config, scored, dataset, Path(output_dir), counts, class_names, extra_report)
+        dataset = build_video_views_dataset(config.data, config.test, split=config.test.split,
+                                            temporal_view_counts=counts)
+    return _score_and_report(config, model, output_dir, dataset, counts, sweep=True, device=device,
+                             class_names=class_names, extra_report=extra_report, progress=progress)
 
 
 def apply_views_argument(config: Config, views: str | None) -> Config:
