@@ -33,6 +33,7 @@ __all__ = [
     "frame_times",
     "make_audio_only",
     "make_video",
+    "chirp",
     "make_video_streams",
     "read_index",
     "render_frame",
@@ -174,10 +175,23 @@ def _sine(seconds: float, sample_rate: int, channels: int, frequency: float) -> 
     return np.repeat(tone[None, :], channels, axis=0)
 
 
-def _mux_audio_chunks(container, stream, samples: np.ndarray, sample_rate: int):
+def chirp(times: np.ndarray) -> np.ndarray:
+    """The ``audio_signal="chirp"`` sound at ``times`` seconds: a sweep from 300 to 1500 Hz over 4 s (then
+    again), amplitude 0.5. Unlike a steady tone it looks like itself at one time shift only, so alignment can
+    be measured by cross-correlation."""
+    phase_time = np.mod(times, 4.0)
+    return (0.5 * np.sin(2 * np.pi * (300 * phase_time + 150 * phase_time**2))).astype(np.float32)
+
+
+def _mux_audio_chunks(container, stream, samples: np.ndarray, sample_rate: int, gap: tuple | None = None):
     layout = "mono" if samples.shape[0] == 1 else "stereo"
     chunk = 1024
+    skip = None
+    if gap is not None:  # samples in [at, at + length) seconds are not written: the timestamps jump
+        skip = (int(round(gap[0] * sample_rate)) // chunk * chunk, int(round((gap[0] + gap[1]) * sample_rate)))
     for start in range(0, samples.shape[1], chunk):
+        if skip is not None and skip[0] <= start < skip[1]:
+            continue
         part = np.ascontiguousarray(samples[:, start : start + chunk])
         frame = av.AudioFrame.from_ndarray(part, format="fltp", layout=layout)
         frame.sample_rate = sample_rate
@@ -213,6 +227,9 @@ def make_video(
     muxer_options: dict | None = None,
     display_matrix=None,
     coded_picture=None,
+    audio_codec: str = "aac",
+    audio_signal: str = "sine",
+    audio_gap: tuple[float, float] | None = None,
 ) -> Path:
     """Write a real video file and return its path.
 
@@ -233,7 +250,10 @@ def make_video(
     ``{"live": "1"}`` for a WebM written as a live stream, with no duration). ``display_matrix``: nine int32
     values written as the stream's display matrix instead of ``rotation``, with ``coded_picture`` the function
     that turns the upright picture into the stored one (what FFmpeg's autorotate undoes for that matrix).
-    ``codec="libsvtav1"`` writes AV1 whose temporal units carry hidden alt-ref frames.
+    ``codec="libsvtav1"`` writes AV1 whose temporal units carry hidden alt-ref frames. ``audio_codec``: ``aac``
+    or ``libopus`` (48 kHz, for WebM/MKV); ``audio_signal="chirp"`` writes ``chirp(t)`` instead of the tone;
+    ``audio_gap=(at, length)`` leaves that many seconds of audio out from ``at`` on (rounded to whole 1024-sample
+    frames at the start), so the audio timestamps jump there while the later sound stays at its own time.
     """
     path = Path(path)
     if height % 2 or width % 2:
@@ -289,7 +309,7 @@ def make_video(
             stream.set_display_rotation(rotation)
         audio_stream = None
         if audio:
-            audio_stream = container.add_stream("aac", rate=audio_sample_rate,
+            audio_stream = container.add_stream(audio_codec, rate=audio_sample_rate,
                                                 layout="mono" if audio_channels == 1 else "stereo")
         for i in range(num_frames):
             picture = render_frame(i, height, width, index_in_pixels=index_in_pixels)
@@ -307,9 +327,12 @@ def make_video(
         if audio_stream is not None:
             last_gap = (times[-1] - times[-2]) if num_frames > 1 else 1.0 / fps
             seconds = times[-1] + last_gap
-            _mux_audio_chunks(container, audio_stream,
-                              _sine(seconds, audio_sample_rate, audio_channels, audio_frequency),
-                              audio_sample_rate)
+            if audio_signal == "chirp":
+                tone = chirp(np.arange(int(round(seconds * audio_sample_rate))) / audio_sample_rate)
+                samples = np.repeat(tone[None, :], audio_channels, axis=0)
+            else:
+                samples = _sine(seconds, audio_sample_rate, audio_channels, audio_frequency)
+            _mux_audio_chunks(container, audio_stream, samples, audio_sample_rate, audio_gap)
     finally:
         container.close()
     return path
