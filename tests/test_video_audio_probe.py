@@ -170,3 +170,24 @@ def test_audio_timestamp_gap_is_silence_and_later_sound_keeps_its_time(tmp_path)
         truth = chirp(start_s - MAX_LAG / SR + np.arange(part.stop - part.start + 2 * MAX_LAG) / SR)
         lag, corr = _best_lag(got[part], truth, MAX_LAG)
         assert abs(lag) <= SR // 1000 and corr > 0.95, (part, lag, corr)
+
+
+def test_cli_probe_lists_video_streams_mirroring_and_truncation(tmp_path, capsys):
+    from media import make_video_streams, truncate
+
+    streams = make_video_streams(tmp_path / "two.mp4", [{"num_frames": 1, "height": 96, "width": 64},
+                                                        {"num_frames": 10, "height": 64, "width": 48}], default=1)
+    selfie = make_video(tmp_path / "selfie.mp4", num_frames=6, height=64, width=48, bframes=0,
+                        display_matrix=[0, 1 << 16, 0, 1 << 16, 0, 0, 0, 0, 1 << 30],
+                        coded_picture=lambda p: p.transpose(1, 0, 2))
+    cut = truncate(make_video(tmp_path / "whole.mkv", num_frames=40, height=32, width=32),
+                   tmp_path / "cut.mkv", keep_fraction=0.5)
+    assert main(["data", "probe", str(streams), str(selfie), str(cut)]) == 0
+    captured = capsys.readouterr()
+    assert "1 of 2" in captured.out and "270 mirrored" in captured.out and "TRUNCATED" in captured.out
+    assert "0: 96x64 h264, 1 frames" in captured.out and "1: 64x48 h264, 10 frames" in captured.out
+    assert "read by default" in captured.out and "cut.mkv is truncated" in captured.err
+    assert main(["data", "probe", str(streams), "--stream", "0", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)[0]
+    assert (record["stream"], record["height"], record["num_frames"]) == (0, 96, 1)
+    assert [s["best"] for s in record["video_streams"]] == [False, True]
