@@ -236,3 +236,26 @@ def test_frame_indices_must_be_integers_and_times_go_to_get_frames_played_at(tmp
         assert [read_index(f.numpy()) for f in reader.get_frames_played_at([0.0, 0.5, 0.51])] == [0, 15, 15]
         assert np.array_equal(reader.get_frames_played_at(torch.tensor([0.1])).numpy(),
                               reader.get_frames_at([3]).numpy())
+
+
+def test_indexes_built_by_decoding_or_counting_in_order_read_the_same_frames(tmp_path, monkeypatch):
+    """The fallbacks for streams whose packets do not map to frames: an index from a full decode (frames known
+    by timestamp, decoded from a keyframe), and one that counts frames from the start (no usable timestamps)."""
+    from dataclasses import replace
+
+    import pmv.video.index as index_module
+    from pmv.video.index import SEQUENTIAL
+    from pmv.video.reader import INDEX_CACHE
+
+    path = make_video(tmp_path / "clip.mp4", num_frames=40, height=48, width=32, gop=12, bframes=3)
+    reference = sequential_decode(path)
+    INDEX_CACHE.clear()
+    monkeypatch.setitem(index_module.SHOWN_COUNTERS, "h264", lambda data: 2)  # "each packet shows two frames"
+    with VideoReader(path) as reader:
+        assert reader._index.mode == DECODED and reader.num_frames == 40
+        key = reader._cache_key
+    check_every_frame(path, reference)
+    metadata, index = INDEX_CACHE.get(key)
+    INDEX_CACHE.put(key, (metadata, replace(index, mode=SEQUENTIAL)))
+    check_every_frame(path, reference, rng_seed=5)
+    INDEX_CACHE.clear()

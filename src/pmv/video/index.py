@@ -73,21 +73,33 @@ class PacketLocator:
     one to every packet, else by timestamp."""
 
     def __init__(self, index: FrameIndex):
+        self._index = index
         pos = index.packet_pos
         self._by_pos = None
         if len(pos) and (pos >= 0).all() and len(np.unique(pos)) == len(pos):
-            self._by_pos = {int(p): i for i, p in enumerate(pos.tolist())}
-        self._by_ts: dict[tuple, int] = {}
-        for i, key in enumerate(zip(index.packet_pts.tolist(), index.packet_dts.tolist())):
-            self._by_ts.setdefault(key, i)  # shared timestamps: the first packet that has them
+            self._by_pos = dict(zip(pos.tolist(), range(len(pos))))
+        self._by_ts: dict[tuple, int] | None = None
 
     def __call__(self, packet) -> int:
         if self._by_pos is not None and packet.pos is not None and packet.pos >= 0:
             found = self._by_pos.get(int(packet.pos))
             if found is not None:
                 return found
-        pts, dts = packet_times(packet)
-        return self._by_ts.get((pts, dts), -1)
+        if self._by_ts is None:
+            self._by_ts = {}
+            index = self._index
+            for i, key in enumerate(zip(index.packet_pts.tolist(), index.packet_dts.tolist())):
+                self._by_ts.setdefault(key, i)  # shared timestamps: the first packet that has them
+        return self._by_ts.get(packet_times(packet), -1)
+
+
+def locator_for(index: FrameIndex) -> PacketLocator:
+    """The index's packet locator, built once per index (indexes are cached per process)."""
+    locator = index.__dict__.get("_locator")
+    if locator is None:
+        locator = PacketLocator(index)
+        object.__setattr__(index, "_locator", locator)  # a cache, not part of the frozen value
+    return locator
 
 
 def is_flush(packet) -> bool:

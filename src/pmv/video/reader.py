@@ -36,7 +36,7 @@ from av.video.reformatter import VideoReformatter
 from pmv.video._pyav import REDOWNLOAD_HINT, check_file, open_input, video_stream
 from pmv.video.audio import read_audio
 from pmv.video.errors import CorruptVideoError, FrameIndexError, NonIntegerIndexError, VideoError
-from pmv.video.index import PACKETS, SEQUENTIAL, FrameIndex, PacketLocator, build_frame_index, is_flush
+from pmv.video.index import PACKETS, SEQUENTIAL, FrameIndex, build_frame_index, is_flush, locator_for
 from pmv.video.metadata import VideoMetadata
 from pmv.video.orientation import apply_orientation, is_transposed
 from pmv.video.probe import metadata_from_container, with_index
@@ -170,7 +170,6 @@ class VideoReader:
             else:
                 metadata, index = cached
             self._metadata, self._index = metadata, index
-            self._locator = None  # built on the first read
             self._configure_decoder()
             self._reformatter = VideoReformatter()
             self._out_size = _output_size(metadata.coded_width, metadata.coded_height, metadata.rotation,
@@ -389,20 +388,19 @@ class VideoReader:
         return (f"{last_error[1]}: {last_error[2].strip()}" if last_error else "decoder error"), missing
 
     def _seek_targets(self, start: int) -> list[int | None]:
-        """Where to seek for a decode that starts at packet ``start``: its own dts, then the keyframe before
-        it, then None (read the file again from its first packet)."""
+        """Where to seek for a decode that starts at packet ``start``: its pts (what Matroska and mp4 seek by),
+        its dts (MPEG-TS), the keyframe before it, then None: read the file again from its first packet."""
         index = self._index
         if index.mode == SEQUENTIAL:
             return [None]  # frames are counted from the first one output
-        if start == 0:
-            return [int(index.packet_dts[0]), None]
+        targets: list[int | None] = [int(index.packet_pts[start])]
+        if index.packet_dts[start] != index.packet_pts[start]:
+            targets.append(int(index.packet_dts[start]))
         keys = index.key_positions
         earlier = keys[keys < start]
-        targets: list[int | None] = [int(index.packet_dts[start])]
         if len(earlier):
-            targets.append(int(index.packet_dts[earlier[-1]]))
-        targets.append(None)
-        return targets
+            targets.append(int(min(index.packet_pts[earlier[-1]], index.packet_dts[earlier[-1]])))
+        return targets + [None]
 
     def _decode_run(self, start: int, last: int, members: list[int], slots: dict, out: np.ndarray) -> list[int]:
         """Decode packets ``start`` to ``last`` and take the ``members`` frames; returns the members missing."""
@@ -416,8 +414,7 @@ class VideoReader:
         # by the decoder (only where each packet is one frame, so the packet of a wanted frame is known).
         wanted_packets = {int(index.frame_packet[f]) for f in members} if index.mode == PACKETS else None
         remaining = set(wanted)
-        if self._locator is None:
-            self._locator = PacketLocator(index)
+        locate = locator_for(index)
         for target in self._seek_targets(start):
             context = self._stream.codec_context
             context.flush_buffers()
@@ -430,7 +427,7 @@ class VideoReader:
                 start_at = start
             counter = [0]
             landed = self._feed(start_at, last, wanted, wanted_packets, remaining, slots, out, counter,
-                                fresh=target is None)
+                                locate, fresh=target is None)
             context.skip_frame = "DEFAULT"
             if landed:
                 for frame in context.decode(None):  # the frames the decoder still holds for reordering
@@ -441,7 +438,7 @@ class VideoReader:
         return sorted(wanted[key] for key in remaining)
 
     def _feed(self, start: int, last: int, wanted: dict, wanted_packets, remaining: set, slots: dict,
-              out: np.ndarray, counter: list, fresh: bool) -> bool:
+              out: np.ndarray, counter: list, locate, fresh: bool) -> bool:
         """Demux from the current position, drop packets before ``start``, decode ``start`` to ``last``.
 
         ``fresh``: the file was just opened, so packets come in index order from the first. Otherwise the
@@ -456,7 +453,7 @@ class VideoReader:
             if fresh or started:
                 position += 1
             else:
-                position = self._locator(packet)
+                position = locate(packet)
                 if position < 0:
                     continue  # a packet the index does not know (a fragment at the seek point)
             if not started:
