@@ -14,7 +14,6 @@ from media import (
     make_video,
     make_video_streams,
     read_index,
-    render_frame,
     set_flv_frame_rate,
     split_hidden_frames,
     truncate,
@@ -198,6 +197,8 @@ def test_several_video_streams_read_the_one_ffmpeg_picks_or_the_one_asked_for(tm
     assert (meta.stream, meta.height, meta.width, meta.num_frames) == (1, 64, 48, 30)
     listed = [(s.index, s.height, s.width, s.num_frames, s.best) for s in meta.video_streams]
     assert listed == [(0, 96, 64, 1, False), (1, 64, 48, 30, True)]
+    counted = probe(path, count_frames=True)  # by the packets of every stream: the same here
+    assert [(s.index, s.num_frames, s.best) for s in counted.video_streams] == [(0, 1, False), (1, 30, True)]
     check_every_frame(path, sequential_decode(path))
     check_every_frame(path, sequential_decode(path), stream=1)
     with VideoReader(path, stream=0) as reader:

@@ -275,10 +275,10 @@ def build_frame_index(container, stream, path: str, size_bytes: int | None = Non
         return FrameIndex(frame_pts=frame_pts, frame_packet=order.astype(np.int32),
                           end_pts=int(frame_pts[-1]) + int(last_duration), mode=PACKETS, **common)
     logger.debug("%s: packets do not map one to one to frames; indexing by a full decode", path)
-    return _index_by_decoding(path, stream, count, duration_list, common)
+    return _index_by_decoding(path, stream, count, common)
 
 
-def _index_by_decoding(path: str, stream, count: int, duration_list: list, common: dict) -> FrameIndex:
+def _index_by_decoding(path: str, stream, count: int, common: dict) -> FrameIndex:
     outputs: list[tuple[int | None, int, int]] = []  # (pts, packet position it came out after, duration)
     container = open_input(path)
     try:

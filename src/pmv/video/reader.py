@@ -25,7 +25,6 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Sequence
 
 import av
