@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             if len(m.video_streams) > 1:
                 print(f"{m.path}: {len(m.video_streams)} video streams (--stream N):")
                 for s in m.video_streams:
-                    tags = ", ".join(t for t, on in (("read by default", s.best), ("picture", s.attached_picture)) if on)
+                    flags = (("read by default", s.best), ("picture", s.attached_picture))
+                    tags = ", ".join(tag for tag, on in flags if on)
                     print(f"  {s.index}: {s.height}x{s.width} {s.codec}, {s.num_frames} frames, {s.fps:.3f} fps"
                           + (f" ({tags})" if tags else ""))
         for m in results:

@@ -7,7 +7,6 @@ import stat as stat_module
 import struct
 
 import av
-import numpy as np
 
 from pmv.video.errors import (
     CorruptVideoError,
@@ -151,19 +150,19 @@ def _mvhd_matrix(handle, payload: int) -> tuple[int, ...] | None:
                         + 4 + 2 + 10)
 
 
+IDENTITY_MATRIX = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+
+
 def _combine(track: tuple[int, ...], movie: tuple[int, ...] | None) -> tuple[int, ...]:
-    # FFmpeg's mov demuxer multiplies the track matrix by the movie matrix; the 2 x 2 part decides the
-    # orientation (16.16 fixed point).
-    if movie is None:
+    # FFmpeg's mov demuxer multiplies the track matrix by the movie matrix (16.16 fixed point in the first two
+    # columns, 2.30 in the third), as here.
+    if movie is None or movie == IDENTITY_MATRIX:
         return track
-    t = np.array(track, dtype=np.float64).reshape(3, 3)
-    m = np.array(movie, dtype=np.float64).reshape(3, 3)
-    t[:, :2] /= 65536.0
-    t[:, 2] /= float(1 << 30)
-    m[:, :2] /= 65536.0
-    m[:, 2] /= float(1 << 30)
-    product = t @ m
-    return tuple(int(round(v * (65536.0 if i % 3 < 2 else float(1 << 30)))) for i, v in enumerate(product.ravel()))
+    shifts = (16, 16, 30)
+    return tuple(
+        sum((track[3 * row + e] * movie[3 * e + col]) >> shifts[e] for e in range(3))
+        for row in range(3) for col in range(3)
+    )
 
 
 def mp4_display_matrices(path: str) -> list[tuple[int, ...] | None] | None:

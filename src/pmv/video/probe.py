@@ -143,8 +143,9 @@ def _gaps_vary(gaps: np.ndarray) -> bool:
 
 
 def stream_infos(container, path: str, best_index: int | None, matrices, count_frames: bool = False,
-                 known_rotation: dict | None = None) -> tuple[VideoStreamInfo, ...]:
-    """Every video stream of the container; ``known_rotation`` (stream index -> rotation) saves a decode."""
+                 known_rotation: dict | None = None, known_frames: dict | None = None) -> tuple[VideoStreamInfo, ...]:
+    """Every video stream of the container; ``known_rotation`` and ``known_frames`` (stream index -> value)
+    save a decode or a pass over the index."""
     infos = []
     for ordinal, stream in enumerate(container.streams.video):
         context = stream.codec_context
@@ -156,7 +157,9 @@ def stream_infos(container, path: str, best_index: int | None, matrices, count_f
         if is_transposed(rotation):
             width, height = height, width
         frames = max(int(stream.frames or 0), 0)
-        if matrices is not None:
+        if known_frames and stream.index in known_frames:
+            frames = known_frames[stream.index]
+        elif matrices is not None:
             frames = _mp4_frame_count(stream) or frames
         if count_frames:
             counting = open_input(path)
@@ -221,7 +224,8 @@ def metadata_from_container(container, stream, path: str, size_bytes: int) -> Vi
         truncation=truncation,
         stream=video_ordinal(container, stream),
         video_streams=stream_infos(container, path, best.index if best is not None else None, matrices,
-                                   known_rotation={stream.index: rotation}),
+                                   known_rotation={stream.index: rotation},
+                                   known_frames={stream.index: num_frames}),
     )
 
 
