@@ -260,3 +260,17 @@ def test_indexes_built_by_decoding_or_counting_in_order_read_the_same_frames(tmp
     INDEX_CACHE.put(key, (metadata, replace(index, mode=SEQUENTIAL)))
     check_every_frame(path, reference, rng_seed=5)
     INDEX_CACHE.clear()
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_avi_with_b_frames_and_empty_chunks_reads_as_decoded(tmp_path, codec):
+    # AVI has no presentation timestamps: the demuxer makes up packet pts in decode order, and a frame rate the
+    # time base cannot hold is written as empty chunks between frames (here 5 per frame).
+    path = make_video(tmp_path / "clip.avi", num_frames=40, height=64, width=48, codec=codec, gop=12, bframes=2)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames > 40  # what the header counts
+    reference = sequential_decode(path)
+    assert [read_index(f) for f in reference] == list(range(40))
+    meta = probe(path)
+    assert meta.num_frames == 40 and meta.fps == pytest.approx(30, rel=0.06)
+    check_every_frame(path, reference)

@@ -38,7 +38,7 @@ def check_file(path: str) -> int:
     return stat.st_size
 
 
-def _looks_like_iso_media(path: str) -> bool:
+def looks_like_iso_media(path: str) -> bool:
     # mp4/mov/m4a files start with an 'ftyp' (or older 'moov'/'mdat'/'wide') box.
     try:
         with open(path, "rb") as handle:
@@ -57,7 +57,7 @@ def open_input(path: str):
     except av.error.FileNotFoundError:
         raise VideoNotFoundError(path, "no such file", "check the path and the data root") from None
     except (av.error.InvalidDataError, av.error.EOFError, av.error.FFmpegError, UnicodeDecodeError) as err:
-        if _looks_like_iso_media(path):
+        if looks_like_iso_media(path):
             # An mp4 whose index (moov box) is cut off or damaged fails at open.
             raise CorruptVideoError(
                 path, f"the mp4 cannot be opened, its index (moov box) is missing or damaged: {err}",

@@ -219,11 +219,13 @@ def build_frame_index(container, stream, path: str, size_bytes: int | None = Non
     counter = SHOWN_COUNTERS.get(stream.codec_context.name) or SHOWN_COUNTERS.get(_codec_id_name(stream))
     pts_list, dts_list, pos_list, key_list, usable_list, shown_list, duration_list = [], [], [], [], [], [], []
     cut_list = []  # the packet's bytes run past the end of the file, or the demuxer read it short
+    raw_pts_list = []
     truncated = ""
     try:
         for packet in container.demux(stream):
             if is_flush(packet):
                 continue
+            raw_pts_list.append(packet.pts)
             pts, dts = packet_times(packet)
             pts_list.append(pts)
             dts_list.append(dts)
@@ -250,7 +252,11 @@ def build_frame_index(container, stream, path: str, size_bytes: int | None = Non
     usable = np.asarray(usable_list[:count], dtype=bool) & (shown > 0)
     if not usable.any():
         raise CorruptVideoError(path, "the video stream has no frames", REDOWNLOAD_HINT)
-    has_time = np.asarray([p is not None for p in pts_list[:count]], dtype=bool)
+    # A packet without its own pts (MPEG-PS pictures between timestamps, raw streams) has no presentation time
+    # to find its frame by; nor do AVI's packets, whose pts the demuxer makes up in decode order.
+    has_time = np.asarray([p is not None for p in raw_pts_list[:count]], dtype=bool)
+    if "avi" in container.format.name.split(","):
+        has_time[:] = False
     packet_pts = np.asarray([p if p is not None else -(1 << 62) for p in pts_list[:count]], dtype=np.int64)
     packet_dts = np.asarray([d if d is not None else -(1 << 62) for d in dts_list[:count]], dtype=np.int64)
     is_key = np.asarray(key_list[:count], dtype=bool)
@@ -278,8 +284,32 @@ def build_frame_index(container, stream, path: str, size_bytes: int | None = Non
     return _index_by_decoding(path, stream, count, common)
 
 
+def _increasing(values: list) -> bool:
+    return all(v is not None for v in values) and all(a < b for a, b in zip(values, values[1:]))
+
+
+def _disorder(values: list) -> int:
+    """How many values are missing or not after the one before."""
+    last, count = None, 0
+    for value in values:
+        if value is None or (last is not None and value <= last):
+            count += 1
+        else:
+            last = value
+    return count
+
+
+def _made_increasing(values: list) -> list[int]:
+    out, last = [], None
+    for value in values:
+        last = value if value is not None and (last is None or value > last) else (last + 1 if last is not None else 0)
+        out.append(last)
+    return out
+
+
 def _index_by_decoding(path: str, stream, count: int, common: dict) -> FrameIndex:
-    outputs: list[tuple[int | None, int, int]] = []  # (pts, packet position it came out after, duration)
+    # (pts, dts of the packet that brought it out, packet position it came out after, duration)
+    outputs: list[tuple[int | None, int | None, int, int]] = []
     container = open_input(path)
     try:
         decoding = container.streams[stream.index]
@@ -294,9 +324,9 @@ def _index_by_decoding(path: str, stream, count: int, common: dict) -> FrameInde
                     if position >= count:
                         break
                     for frame in decoding.codec_context.decode(packet):
-                        outputs.append((frame.pts, position, frame.duration or 0))
+                        outputs.append((frame.pts, frame.dts, position, frame.duration or 0))
                 for frame in decoding.codec_context.decode(None):
-                    outputs.append((frame.pts, position, frame.duration or 0))
+                    outputs.append((frame.pts, frame.dts, position, frame.duration or 0))
             except av.error.FFmpegError as err:
                 if not outputs:
                     raise CorruptVideoError(path, f"the video stream cannot be decoded: {err}",
@@ -308,19 +338,17 @@ def _index_by_decoding(path: str, stream, count: int, common: dict) -> FrameInde
         container.close()
     if not outputs:
         raise CorruptVideoError(path, "the video stream decodes to no frames", REDOWNLOAD_HINT)
-    pts = [p for p, _, _ in outputs]
+    pts = [p for p, _, _, _ in outputs]
     mode = DECODED
-    if any(p is None for p in pts) or len(set(pts)) != len(pts) or pts != sorted(pts):
-        # Frames cannot be told apart by timestamp: count them in output order from the start.
+    if not _increasing(pts):
+        # Frames cannot be told apart by timestamp: count them in output order from the start. Their times come
+        # from the clock that is out of order least often, the pts or the decoder's packet dts (FFmpeg's
+        # best-effort timestamp chooses the same way: AVI's packet pts are made up in decode order).
         mode = SEQUENTIAL
-        filled, last = [], None
-        for p in pts:
-            value = p if p is not None and (last is None or p > last) else (last + 1 if last is not None else 0)
-            filled.append(value)
-            last = value
-        pts = filled
+        dts = [d for _, d, _, _ in outputs]
+        pts = _made_increasing(min((pts, dts), key=_disorder))
     frame_pts = np.asarray(pts, dtype=np.int64)
-    frame_packet = np.asarray([position for _, position, _ in outputs], dtype=np.int32)
-    last_duration = outputs[-1][2] or (int(frame_pts[-1] - frame_pts[-2]) if len(frame_pts) > 1 else 1)
+    frame_packet = np.asarray([position for _, _, position, _ in outputs], dtype=np.int32)
+    last_duration = outputs[-1][3] or (int(frame_pts[-1] - frame_pts[-2]) if len(frame_pts) > 1 else 1)
     return FrameIndex(frame_pts=frame_pts, frame_packet=frame_packet,
                       end_pts=int(frame_pts[-1]) + int(last_duration), mode=mode, **common)

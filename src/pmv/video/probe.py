@@ -9,7 +9,9 @@ from dataclasses import replace
 import av
 import numpy as np
 
-from pmv.video._pyav import check_file, mp4_display_matrices, open_input, video_ordinal, video_stream
+from pmv.video._pyav import (
+    check_file, looks_like_iso_media, mp4_display_matrices, open_input, video_ordinal, video_stream,
+)
 from pmv.video.index import FrameIndex, build_frame_index
 from pmv.video.metadata import VideoMetadata, VideoStreamInfo
 from pmv.video.orientation import frame_orientation, is_transposed, orientation_from_matrix
@@ -257,7 +259,7 @@ def probe(path: str | os.PathLike, *, count_frames: bool = False, stream: int | 
 
     ``stream``: which video stream (None: the one FFmpeg picks by default; an int counts video streams only);
     ``metadata.video_streams`` lists them all. The frame count comes from the container's index (mp4) or,
-    where the container does not store one (WebM, MPEG-TS, FLV) or ``count_frames=True``, from the packets
+    for every other container (WebM, MPEG-TS, FLV, AVI) or with ``count_frames=True``, from the packets
     (for VP8/VP9/AV1 their headers say which frames are shown; where packets and frames do not map one to one
     the stream is decoded once). The rate and duration come from the frame timestamps when the container's are
     missing or disagree with them. The orientation comes from the mp4/mov track header; other containers
@@ -274,7 +276,9 @@ def probe(path: str | os.PathLike, *, count_frames: bool = False, stream: int | 
         with av.logging.Capture(local=True):  # problems are raised as VideoErrors, not printed by FFmpeg
             chosen = video_stream(container, path, stream)
             metadata = metadata_from_container(container, chosen, path, size_bytes)
-            if count_frames or metadata.num_frames <= 0 or metadata.truncated:
+            # Only the mp4 index is an exact frame count; other containers' counts (AVI's, which counts empty
+            # chunks) are checked against the packets.
+            if count_frames or metadata.num_frames <= 0 or metadata.truncated or not looks_like_iso_media(path):
                 index = build_frame_index(container, chosen, path, size_bytes)
                 metadata = with_index(metadata, index)
                 if count_frames:
