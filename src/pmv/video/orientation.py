@@ -23,8 +23,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-IDENTITY = (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
-
 
 def display_angle(matrix: Sequence[int]) -> float | None:
     """FFmpeg's ``get_rotation``: the display matrix's angle in degrees, in [0, 360); None if degenerate."""
