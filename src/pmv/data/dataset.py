@@ -140,7 +140,7 @@ class TrainClipDataset(ClipDataset):
             clip = sampling.train_clip(
                 reader.num_frames, data.num_frames, data.sampling_rate, meta.fps, data.target_fps, generator
             )
-            frames = reader.get_frames(clip.indices)
+            frames = reader.get_frames_at(clip.indices)
             audio = self._audio(reader, clip.start_s, clip.end_s) if data.audio else None
             if audio is not None and data.audio_negatives:
                 audio = torch.cat([audio, self._misaligned_audio(reader, clip.start_s, clip.end_s, generator)])
@@ -258,7 +258,7 @@ class TestClipDataset(ClipDataset):
                 raise DataError(self.failed[path])
             with self.decoder.open(path) as reader:
                 (sample,) = self.decoder.clips_for_video(reader, [(self.num_temporal_views, temporal)])
-                frames = reader.get_frames(sample.indices)
+                frames = reader.get_frames_at(sample.indices)
                 audio = self._audio(reader, sample.start_s, sample.end_s) if self.data.audio else None
             item["clip"] = self.decoder.clip_of(frames, item["spatial_view"])
             if audio is not None:
@@ -307,7 +307,7 @@ class VideoViewsDataset(ClipDataset):
             with self.decoder.open(path) as reader:
                 samples = dict(zip(temporal, self.decoder.clips_for_video(reader, temporal)))
                 wanted = sorted({i for sample in samples.values() for i in sample.indices})
-                frames = reader.get_frames(wanted)
+                frames = reader.get_frames_at(wanted)
             position = {frame: row for row, frame in enumerate(wanted)}
             clips = []
             for count, k, s in self.view_table.tolist():
