@@ -61,9 +61,11 @@ function showCrops(result) {
     box.dataset.top1 = crop.top1.name;
     Object.assign(box.style, {
       top: percent(crop.top), left: percent(crop.left), height: percent(crop.height), width: percent(crop.width),
-      borderColor: colour, zIndex: 10 + i, marginLeft: `${3 * i}px`, marginTop: `${3 * i}px`,
+      borderColor: colour, borderStyle: ["solid", "dashed", "dotted"][i % 3], zIndex: 10 + i,
     });
-    box.innerHTML = `<span class="crop-label" style="background:${colour}"></span>`;
+    // labels sit at the box's top edge, or its bottom edge for the last crop, so overlapping boxes stay readable
+    const where = i === (result.crops.length - 1) && i > 0 ? "bottom:0" : "top:0";
+    box.innerHTML = `<span class="crop-label" style="background:${colour};${where}"></span>`;
     box.querySelector(".crop-label").textContent = `${crop.name}: ${crop.top1.name}`;
     frame.appendChild(box);
     const item = document.createElement("li");
