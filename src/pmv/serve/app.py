@@ -9,8 +9,8 @@ Limits: uploads larger than ``max_upload_bytes`` get 413 (from Content-Length be
 streams in); an empty, non-video or damaged upload gets 415/422 with the reason; at most ``queue_size`` requests
 are admitted (running or waiting for the model), others get 503 with Retry-After; a prediction that takes longer
 than ``timeout_s`` gets 504. The model is loaded once and runs in one worker thread (one video at a time, so
-requests do not fight over the CPU cores). Uploads are written to a temporary file in ``tmp_dir`` that is removed
-when the request ends, whatever happens.
+requests do not fight over the CPU cores) while the next uploads are decoded in other threads. Uploads are written
+to a temporary file in ``tmp_dir`` that is removed as soon as it is decoded, whatever happens.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class ServeOptions:
     max_views: int = 30  # the most temporal x spatial views one request may ask for
     frame_height: int = 480  # height of the middle frame returned for the page
     retry_after_s: int = 2
+    decode_threads: int = 2  # uploads decoded at once (the model scores one at a time)
     lists_dir: Optional[str] = None
     report_dir: Optional[str] = None
     videos_dir: Optional[str] = None
@@ -110,18 +111,27 @@ class Server:
         self.served = 0
         self.tmp_dir = Path(options.tmp_dir or tempfile.gettempdir())
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.executor: Optional[ThreadPoolExecutor] = None
+        self.decode_pool: Optional[ThreadPoolExecutor] = None
+        self.model_pool: Optional[ThreadPoolExecutor] = None
 
     def release(self) -> None:
         self.admitted -= 1
 
-    def run_prediction(self, path: str, top_k: int, views: Optional[str], frame: bool):
-        """In the model thread; the upload is removed here when done (also after a timeout answered the client)."""
-        try:
-            return self.predictor.predict(path, top_k=top_k, views=views, crops=True,
-                                          frame_png_height=self.options.frame_height if frame else 0)
-        finally:
-            Path(path).unlink(missing_ok=True)
+    async def predict_file(self, path: Path, top_k: int, views: Optional[str], frame: bool, stage: dict):
+        """Decode in the decoding threads (PyAV releases the GIL, so the next upload decodes while the model runs),
+        then score in the model thread. ``stage["future"]`` is the job now running, so a request that timed out
+        keeps its admission slot until that job really ends. The upload is removed as soon as decoding ends (or
+        is cancelled before it started)."""
+        decoder = self.predictor.decoder(views, self.options.frame_height if frame else 0)
+        job = self.decode_pool.submit(decoder, str(path))
+        job.add_done_callback(lambda _: path.unlink(missing_ok=True))
+        stage["future"] = job
+        decoded = await asyncio.wrap_future(job)
+        if decoded.error is not None:
+            return self.predictor.score(decoded)
+        job = self.model_pool.submit(self.predictor.score, decoded, top_k=top_k, crops=True)
+        stage["future"] = job
+        return await asyncio.wrap_future(job)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback) -> None:
@@ -151,11 +161,13 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        server.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmv-model")
+        server.decode_pool = ThreadPoolExecutor(max_workers=options.decode_threads, thread_name_prefix="pmv-decode")
+        server.model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmv-model")
         try:
             yield
         finally:
-            server.executor.shutdown(wait=True, cancel_futures=True)
+            server.decode_pool.shutdown(wait=True, cancel_futures=True)
+            server.model_pool.shutdown(wait=True, cancel_futures=True)
 
     app = FastAPI(title="pmv serve", version="1",
                   description="Video recognition on portrait-mode videos: upload a video, get the top classes.",
@@ -181,7 +193,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None) -> Fas
             return _error(503, "busy", f"{server.admitted} requests are being served; try again shortly",
                           headers={"Retry-After": str(options.retry_after_s)})
         server.admitted += 1
-        handed_over = False  # once the model thread owns the upload, it removes it and releases the slot
+        stage: dict = {}  # the decode or model job of this request, once one is started
         upload_path: Optional[Path] = None
         try:
             try:
@@ -217,12 +229,9 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None) -> Fas
                         return _error(413, "upload too large", f"the upload is over {options.max_upload_bytes} bytes")
                     handle.write(chunk)
             await upload.close()
-            loop = asyncio.get_running_loop()
-            future = server.executor.submit(server.run_prediction, str(upload_path), top_k, views, frame)
-            handed_over = True
-            future.add_done_callback(lambda _: _call_soon(loop, server.release))
             try:
-                result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=options.timeout_s)
+                result = await asyncio.wait_for(server.predict_file(upload_path, top_k, views, frame, stage),
+                                                timeout=options.timeout_s)
             except asyncio.TimeoutError:
                 return _error(504, "timeout", f"the prediction took longer than {options.timeout_s:g} s")
             server.served += 1
@@ -237,10 +246,14 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None) -> Fas
             body["model"] = predictor.model_name
             return body
         finally:
-            if not handed_over:
+            running = stage.get("future")
+            if running is not None and not running.done():  # timed out: the slot is freed when the job ends
+                loop = asyncio.get_running_loop()
+                running.add_done_callback(lambda _: _call_soon(loop, server.release))
+            else:
                 server.release()
-                if upload_path is not None:
-                    upload_path.unlink(missing_ok=True)
+            if upload_path is not None and "future" not in stage:
+                upload_path.unlink(missing_ok=True)
 
     @app.get("/v1/classes")
     async def classes() -> dict:
