@@ -5,6 +5,7 @@ import argparse
 import base64
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,22 @@ def test_binds_to_localhost_by_default():
     serve.configure(parser)
     args = parser.parse_args(["--checkpoint", "x.pt"])
     assert args.host == "127.0.0.1" and args.port == 8000
+
+
+def test_a_request_over_the_timeout_gets_504_and_its_slot_and_upload_are_freed(run, tmp_path):
+    uploads = tmp_path / "uploads"
+    process = ServerProcess(["--checkpoint", str(run.checkpoint), "--device", "cpu", "--tmp-dir", str(uploads),
+                             "--queue", "1", "--timeout", "0.001"], tmp_path / "server.log")
+    try:
+        process.wait_ready()
+        data = sorted(run.data_root.glob("test_*.mp4"))[0].read_bytes()
+        status, _, body = process.upload(data, "slow.mp4", fields={"views": "3x3"})
+        assert status == 504 and body["error"] == "timeout" and "0.001" in body["detail"]
+        for _ in range(200):  # bounded: the decode/model job finishes on its own, then frees the slot
+            health = process.get_json("/v1/health")[1]
+            if health["admitted"] == 0 and not list(uploads.iterdir()):
+                break
+            time.sleep(0.05)
+        assert health["admitted"] == 0 and list(uploads.iterdir()) == []
+    finally:
+        process.stop()
