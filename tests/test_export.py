@@ -13,8 +13,6 @@ from pmv.engine.export import ExportError, example_clips, export_model, load_run
 from pmv.engine.predictor import ClipDecoder, InputSpec, Predictor
 from pmv.models.registry import create_model
 
-pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'pmv[onnx]') is not installed")
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

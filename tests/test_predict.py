@@ -93,7 +93,8 @@ def test_cli_jsonl_with_broken_and_missing_files(run, tmp_path, capsys):
 def test_cli_csv_and_views(run, tmp_path, capsys):
     out = tmp_path / "predictions.csv"
     code = main(["predict", "--checkpoint", str(run.checkpoint), str(run.data_root), "--out", str(out),
-                 "--views", "1x1", "--top-k", "2", "--workers", "0", "--device", "cpu"])
+                 "--views", "1x1", "--top-k", "2", "--workers", "0", "--device", "cpu",
+                 "--set", "test.aggregation=logits_sum"])
     assert code == 0
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -10,12 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra (pip install 'pmv[serve]') is not installed")
-pytest.importorskip("uvicorn", reason="the serve extra (pip install 'pmv[serve]') is not installed")
-
-from inference_helpers import trained_run  # noqa: E402
-from media import truncate  # noqa: E402
-from serve_helpers import ServerProcess  # noqa: E402
+from inference_helpers import trained_run
+from media import truncate
+from serve_helpers import ServerProcess
 
 MAX_UPLOAD = 256 * 1024
 

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra (pip install 'pmv[serve]') is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver; "
                 ".ci/run does this)", allow_module_level=True)
-selenium = pytest.importorskip("selenium", reason="selenium (in the test extra) is not installed")
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402

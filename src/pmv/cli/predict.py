@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
-    parser.add_argument("overrides", nargs="*", default=[], metavar="section.key=value",
-                        help="config overrides, e.g. test.aggregation=logits_sum (after `--`)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="section.key=value",
+                        help="a config override (repeatable), e.g. --set test.aggregation=logits_sum")
 
 
 def _output_format(args) -> str:

@@ -10,6 +10,7 @@ The example batch has 2 clips and the check runs 3, so a batch size frozen into 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -95,12 +96,12 @@ def example_clips(spec: InputSpec, video: str | os.PathLike | None, count: int) 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, exporter: str, opset: int) -> str:
     """Write ``path`` with ``exporter``; ``auto`` tries the dynamo exporter, then the TorchScript-based one (some
     ops, e.g. adaptive 3-D pooling to a non-unit size, have no dynamo translation yet). Returns the one used."""
+    if importlib.util.find_spec("onnx") is None:
+        raise ExportError("exporting to ONNX needs the onnx package: pip install 'pmv[onnx]'")
     if exporter not in ONNX_EXPORTERS:
         raise ExportError(f"unknown ONNX exporter {exporter!r}; use one of {', '.join(ONNX_EXPORTERS)}")
     if exporter == "auto":
-        try:
-            import onnxscript  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("onnxscript") is None:
             return _export_onnx(model, example, path, "legacy", opset)
         try:
             return _export_onnx(model, example, path, "dynamo", opset)
@@ -110,9 +111,7 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, exporter: 
             return _export_onnx(model, example, path, "legacy", opset)
     kwargs: dict = dict(input_names=["clip"], output_names=["logits"], opset_version=opset)
     if exporter == "dynamo":
-        try:
-            import onnxscript  # noqa: F401  (the dynamo exporter writes through it)
-        except ImportError:
+        if importlib.util.find_spec("onnxscript") is None:  # the dynamo exporter writes through it
             raise ExportError("the dynamo ONNX exporter needs onnxscript: pip install 'pmv[onnx]' "
                               "(or use --onnx-exporter legacy)") from None
         kwargs.update(dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import av
-import numpy as np
 import torch
 import torch.nn as nn
 
