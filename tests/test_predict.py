@@ -92,13 +92,15 @@ def test_cli_jsonl_with_broken_and_missing_files(run, tmp_path, capsys):
 
 def test_cli_csv_and_views(run, tmp_path, capsys):
     out = tmp_path / "predictions.csv"
-    code = main(["predict", "--checkpoint", str(run.checkpoint), str(run.data_root), "--out", str(out),
+    # PMV-400-style list: "path,label" rows relative to the data root
+    code = main(["predict", "--checkpoint", str(run.checkpoint), str(run.list_dir / "test.csv"), "--root",
+                 str(run.data_root), "--out", str(out),
                  "--views", "1x1", "--top-k", "2", "--workers", "0", "--device", "cpu",
                  "--set", "test.aggregation=logits_sum"])
     assert code == 0
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == len(list(run.data_root.glob("*.mp4")))
+    assert [Path(r["path"]).parent for r in rows] == [run.data_root] * len(list(run.data_root.glob("test_*.mp4")))
     assert list(rows[0]) == ["path", "ok", "error", "top1", "prob1", "top2", "prob2"]
     assert all(r["ok"] == "1" and r["top1"] in run.class_names for r in rows)
     assert not list(tmp_path.glob(".predictions.csv*"))  # the atomic writer left no temporary file

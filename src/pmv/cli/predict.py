@@ -21,6 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="recipe YAML (needed for foreign checkpoints)")
     parser.add_argument("--class-names", metavar="FILE",
                         help="class names: class_name_mapping.csv ('name,id' lines) or one name per line")
+    parser.add_argument("--root", metavar="DIR", help="folder that relative paths in list files are under (default: "
+                        "the list file's folder); e.g. data.root for PMV-400's test.csv")
     parser.add_argument("--views", metavar="TxS", help="temporal x spatial views, e.g. 1x1, 5x3 (default: the "
                         "recipe's test views; 3 spatial crops sit along the long side)")
     parser.add_argument("--top-k", type=int, default=5, metavar="K", help="classes per video (default 5)")
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise PredictError(f"--top-k must be at least 1, got {args.top_k}")
-    paths = expand_inputs(args.paths)
+    paths = expand_inputs(args.paths, root=args.root)
     predictor = Predictor.from_checkpoint(args.checkpoint, config_path=args.config, overrides=args.overrides,
                                           class_names=args.class_names, views=args.views, device=args.device,
                                           precision=args.precision, use_ema=args.ema)

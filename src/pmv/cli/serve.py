@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (413 above)")
     parser.add_argument("--queue", type=int, default=4, help="requests admitted at once; more get 503")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request before 504")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds to decode and score an upload before answering 504")
     parser.add_argument("--tmp-dir", metavar="DIR", help="where uploads are written while scored (removed after)")
     parser.add_argument("--lists", metavar="DIR", help="folder with train.csv/val.csv/test.csv: counts per class")
     parser.add_argument("--report", metavar="DIR", help="a `pmv test` output folder: per-class accuracy and the "

@@ -285,10 +285,11 @@ def _top(probs: torch.Tensor, k: int, names: Sequence[str]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
+def expand_inputs(inputs: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> list[str]:
     """Video paths from files, folders (searched recursively for video suffixes) and list files (``.txt``/``.csv``/
-    ``.lst``: one path per line, optionally ``path,label``; relative paths are taken from the list's folder).
-    A path that does not exist is kept, so it gets an error row instead of vanishing."""
+    ``.lst``: one path per line, optionally ``path,label``, as in PMV-400's lists; relative paths are taken from
+    ``root``, else from the list's folder). A path that does not exist is kept, so it gets an error row instead of
+    vanishing."""
     found: list[str] = []
     for item in inputs:
         path = Path(item)
@@ -298,7 +299,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
                 log.warning("no videos (%s) in %s", ", ".join(VIDEO_SUFFIXES), path)
             found += [str(p) for p in videos]
         elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
-            found += _read_list(path)
+            found += _read_list(path, Path(root) if root else path.parent)
         else:
             found.append(str(path))
     if not found:
@@ -306,7 +307,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     return found
 
 
-def _read_list(path: Path) -> list[str]:
+def _read_list(path: Path, root: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -320,7 +321,7 @@ def _read_list(path: Path) -> list[str]:
         if entry.lower() in ("path", "video", "file"):  # a header row
             continue
         entry_path = Path(entry)
-        paths.append(str(entry_path if entry_path.is_absolute() else path.parent / entry_path))
+        paths.append(str(entry_path if entry_path.is_absolute() else root / entry_path))
     return paths
 
 

@@ -44,7 +44,7 @@ CHUNK = 1 << 20
 class ServeOptions:
     max_upload_bytes: int = 200 << 20
     queue_size: int = 4  # requests admitted at once (one runs, the rest wait for the model)
-    timeout_s: float = 120.0  # per request, from admission to answer
+    timeout_s: float = 120.0  # per request, from the end of the upload to the answer
     tmp_dir: Optional[str] = None  # where uploads are written (default: the system temp folder)
     max_views: int = 30  # the most temporal x spatial views one request may ask for
     frame_height: int = 480  # height of the middle frame returned for the page
@@ -195,6 +195,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None) -> Fas
         server.admitted += 1
         stage: dict = {}  # the decode or model job of this request, once one is started
         upload_path: Optional[Path] = None
+        form = None
         try:
             try:
                 form = await request.form(max_files=1, max_fields=16)
@@ -254,6 +255,8 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None) -> Fas
                 server.release()
             if upload_path is not None and "future" not in stage:
                 upload_path.unlink(missing_ok=True)
+            if form is not None:
+                await form.close()  # Starlette's spooled copy of the upload (an unnamed temporary file)
 
     @app.get("/v1/classes")
     async def classes() -> dict:
