@@ -120,6 +120,8 @@ def test_model_docs_pages_and_taxonomy(server, run):
     assert status == 200 and b"swagger" in docs.lower()
     status, spec = server.get_json("/openapi.json")
     assert {"/v1/predict", "/v1/health", "/v1/model", "/v1/classes"} <= set(spec["paths"])
+    form = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["properties"]["file"]["format"] == "binary" and form["required"] == ["file"]
     status, _, page = server.request("GET", "/")
     assert status == 200 and b'type="file"' in page and b"predict.js" in page
     status, _, script = server.request("GET", "/static/predict.js")

@@ -39,6 +39,23 @@ STATIC = Path(__file__).parent / "static"
 UNSUPPORTED = {"EmptyVideoError", "NotAVideoError", "NoVideoStreamError"}  # 415: not a video at all
 CHUNK = 1 << 20
 
+# The upload is parsed by hand (to cap its size while it streams in), so its form is described here for /docs.
+PREDICT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the video"},
+        "views": {"type": "string", "description": "temporal x spatial views, e.g. 1x3 (default: the recipe's)"},
+        "top_k": {"type": "integer", "description": "classes to return (default 5)"},
+        "frame": {"type": "boolean", "description": "also return a middle frame as a PNG data URL"}}}}}}}
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {
+    "error": {"type": "string"}, "detail": {"type": "string"}}}}}}
+ERROR_RESPONSES = {
+    413: {"description": "the upload is larger than the server takes", **_ERROR},
+    415: {"description": "the upload is not a video (empty, text, unknown container, no video stream)", **_ERROR},
+    422: {"description": "a damaged or truncated video, or a bad parameter", **_ERROR},
+    503: {"description": "busy: the request queue is full; see Retry-After", **_ERROR},
+    504: {"description": "decoding and scoring took longer than the server's timeout", **_ERROR},
+}
+
 
 @dataclass
 class ServeOptions:
@@ -185,7 +202,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None) -> Fas
                                                    "queue_size": options.queue_size, "timeout_s": options.timeout_s,
                                                    "max_views": options.max_views}}
 
-    @app.post("/v1/predict", responses={413: {}, 415: {}, 422: {}, 503: {}, 504: {}})
+    @app.post("/v1/predict", responses=ERROR_RESPONSES, openapi_extra=PREDICT_BODY)
     async def predict(request: Request):
         """Upload a video in the multipart field ``file``; optional ``top_k`` (1..classes), ``views`` (TxS) and
         ``frame`` (1: include a middle frame as a PNG data URL) as query or form fields."""
