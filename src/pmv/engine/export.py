@@ -132,10 +132,12 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, exporter: 
 
 def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     with warnings.catch_warnings():
+        # tracing details, and torch's deprecation notice for TorchScript (still the format many runtimes load)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(model, (example,), check_trace=False)
-    with atomic_output(path, suffix=".pt") as tmp:
-        torch.jit.save(traced, str(tmp))
+        with atomic_output(path, suffix=".pt") as tmp:
+            torch.jit.save(traced, str(tmp))
 
 
 def _export_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -164,7 +166,9 @@ def load_runner(out_dir: str | os.PathLike) -> tuple[Callable[[np.ndarray], np.n
         return (lambda clips: session.run(None, {name: np.ascontiguousarray(clips, np.float32)})[0]), manifest, \
             "onnxruntime"
     if fmt == "torchscript":
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch's notice that TorchScript is deprecated
+            module = torch.jit.load(str(path), map_location="cpu").eval()
         runtime = "torch.jit"
     elif fmt == "exported":
         module = torch.export.load(str(path)).module()
