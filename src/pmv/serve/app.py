@@ -99,8 +99,9 @@ class UploadLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            # Read (and drop) a moderately large body so the client sees the answer instead of a broken pipe.
-            if int(declared) <= 16 * self.max_bytes:
+            # Read (and drop) a body not far over the cap so the client sees the answer instead of a broken pipe;
+            # a much larger one is answered at once (the client may then see the connection close).
+            if int(declared) <= 2 * self.max_bytes + (1 << 20):
                 while (await receive()).get("more_body", False):
                     pass
             response = _error(413, "upload too large",
