@@ -49,21 +49,29 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 def measure_views(predictor: Predictor, video: str, views: str, repeats: int) -> dict:
+    """Decode alone, model alone and the whole predict, taken in turn in each repeat (so a change in the machine's
+    load affects all three alike); medians."""
     decoder = predictor.decoder(views)
-    decode_s, decoded = timed(lambda: decoder(video), repeats)
-    if decoded.error:
-        raise SystemExit(f"cannot decode {video}: {decoded.error}")
+    times: dict[str, list[float]] = {"decode": [], "model": [], "total": []}
+    clips = 0
+    for _ in range(repeats):
+        decode_s, decoded = timed(lambda: decoder(video), 1)
+        if decoded.error:
+            raise SystemExit(f"cannot decode {video}: {decoded.error}")
 
-    def model_only():
-        logits = predictor.view_logits(decoded.clips)
-        if predictor.device.type == "cuda":
-            torch.cuda.synchronize()
-        return logits
+        def model_only():
+            logits = predictor.view_logits(decoded.clips)
+            if predictor.device.type == "cuda":
+                torch.cuda.synchronize()
+            return logits
 
-    model_s, _ = timed(model_only, repeats)
-    total_s, result = timed(lambda: predictor.predict(video, views=views), repeats)
-    assert result.ok, result.error
-    return {"views": views, "clips": decoded.clips.shape[0], "decode": decode_s, "model": model_s, "total": total_s}
+        model_s, _ = timed(model_only, 1)
+        total_s, result = timed(lambda: predictor.predict(video, views=views), 1)
+        assert result.ok, result.error
+        for key, value in (("decode", decode_s), ("model", model_s), ("total", total_s)):
+            times[key].append(value)
+        clips = decoded.clips.shape[0]
+    return {"views": views, "clips": clips, **{key: statistics.median(v) for key, v in times.items()}}
 
 
 # ------------------------------------------------------------------------------------------------ the server
