@@ -70,7 +70,8 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)
-        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+        last = x.dim() - 1  # a non-negative dim: the TorchScript-based ONNX exporter mis-writes movedim(-1, 1)
+        return self.norm(x.movedim(1, last)).movedim(last, 1)
 
 
 class ConvMlp(nn.Module):
