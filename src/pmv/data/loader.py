@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Optional
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -33,8 +34,9 @@ def _seed_all(seed: int) -> None:
 
 
 def _init_worker(worker_id: int) -> None:
-    """Runs in each worker: one thread, and every RNG seeded from this worker's seed."""
+    """Runs in each worker: one thread (torch and OpenCV: the workers are the parallelism), every RNG seeded."""
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     info = get_worker_info()
     seed = info.seed if info is not None else torch.initial_seed()
     _seed_all(seed)
