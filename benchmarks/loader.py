@@ -12,10 +12,10 @@ Goals: (b) >= 0.95 x (a), the transforms <= 5 ms per augmented 16x256x192 copy w
 (b). Prints a markdown table, then the transforms alone (ms per augmented copy, with and without RandAugment, on
 frames decoded beforehand), and ends with one line:
 ``loader: pipeline/reader <r> x, transform <ms> ms per copy, <w>-worker loader/pipeline <s> x``
-where r and ms are per CPU-second of the process (steady on a shared machine) and s is on the wall clock. The machine may be shared, so the
-measurements alternate over rounds (best round kept) and single-process rates are also given per CPU-second of
-the process, which other load barely changes; for (c) the main process's CPU per clip shows how far 2 workers
-can scale on 2 free cores.
+where r and ms are per CPU-second of the process (steady on a shared machine) and s is on the wall clock.
+The machine may be shared, so the measurements alternate over rounds (best round kept) and single-process rates
+are also given per CPU-second of the process, which other load barely changes; for (c) the main process's CPU per
+clip shows how far 2 workers can scale on 2 free cores.
 
     python benchmarks/loader.py [--videos 4] [--seconds 6] [--gop 250] [--clips 16] [--rounds 3] [--workers 2]
                                 [--dir /tmp/pmv-bench]   (videos are made once per setting and kept there)
@@ -171,9 +171,10 @@ def main() -> None:
         c, main_cpu = max(c, rate), min(main_cpu, cpu_per_clip)
     # Detail: the transforms alone on decoded frames (best of the rounds), to split (b) into decode + transforms.
     frames = decoded_clips(data, paths, min(args.clips, 8), args.seed)
-    copy_ra, cpu_ra = (min(v) for v in zip(*(transforms_only(dataset, frames, args.seed + r) for r in range(args.rounds))))
-    copy_plain, cpu_plain = (min(v) for v in zip(*(transforms_only(plain, frames, args.seed + r)
-                                                   for r in range(args.rounds))))
+    timed = [transforms_only(dataset, frames, args.seed + r) for r in range(args.rounds)]
+    copy_ra, cpu_ra = (min(values) for values in zip(*timed))
+    timed = [transforms_only(plain, frames, args.seed + r) for r in range(args.rounds)]
+    copy_plain, cpu_plain = (min(values) for values in zip(*timed))
     del frames
     print(f"\n720x1280 portrait, {len(paths)} videos of {args.seconds:g} s, keyframe every {args.gop} frames; "
           f"rect_256x192 recipe (16x4 @30fps, RandAugment, erasing, num_sample 2); torch threads 1; "
@@ -190,7 +191,8 @@ def main() -> None:
     per_clip = dataset.num_sample
     budget = (1 / 0.95 - 1) * 1000 / a.wall  # what the goal (b) >= 0.95 x (a) leaves for all the copies of a clip
     print(f"\nTransforms alone on decoded frames (best of {args.rounds} rounds): {1000 * copy_ra:.1f} ms per copy with "
-          f"RandAugment ({1000 * cpu_ra:.1f} ms CPU), {1000 * copy_plain:.1f} ms without ({1000 * cpu_plain:.1f} ms CPU); {per_clip} copies per clip: {per_clip * 1000 * copy_ra:.0f} ms "
+          f"RandAugment ({1000 * cpu_ra:.1f} ms CPU), {1000 * copy_plain:.1f} ms without ({1000 * cpu_plain:.1f} ms "
+          f"CPU); {per_clip} copies per clip: {per_clip * 1000 * copy_ra:.0f} ms "
           f"per clip next to {1000 / a.wall:.0f} ms of decoding (the goal leaves about {budget:.0f} ms).")
     # On n free cores shared by n workers and the main process, each clip costs worker + main CPU time.
     bound = args.workers / (1 + main_cpu * b.cpu)

@@ -18,8 +18,9 @@ frame on a coarse grid (short side about 160).
 
 Differences from the seed's PIL-per-op chain, all small (``docs/transforms.md`` gives the measured tolerances):
 one interpolation instead of one per geometric op plus the resize (bilinear when the crop is resized, which is
-the closer one to the seed's chain; else the op's, OpenCV's bicubic a = -0.75 against PIL's -0.5); colour ops see interpolated values; Sharpness's 3x3 smoothing is mapped onto the output grid; statistics
-come from a subsampled frame. :func:`rand_augment` materialises whole frames when a uint8 result is wanted.
+the closer one to the seed's chain; else the op's, OpenCV's bicubic a = -0.75 against PIL's -0.5); colour ops
+see interpolated values; Sharpness's 3x3 smoothing is mapped onto the output grid; statistics come from a
+subsampled frame. :func:`rand_augment` materialises whole frames when a uint8 result is wanted.
 """
 
 from __future__ import annotations
@@ -303,7 +304,8 @@ def _point_table(op: AugmentOp) -> np.ndarray:
 def _gray(image: np.ndarray) -> np.ndarray:
     """PIL's RGB -> L (0.299, 0.587, 0.114, rounded) of ``T x h x w x 3`` -> ``T x h x w``."""
     num_frames, height, width, _ = image.shape
-    return cv2.cvtColor(image.reshape(num_frames * height, width, 3), cv2.COLOR_RGB2GRAY).reshape(num_frames, height, width)
+    grey = cv2.cvtColor(image.reshape(num_frames * height, width, 3), cv2.COLOR_RGB2GRAY)
+    return grey.reshape(num_frames, height, width)
 
 
 def _equalize_tables(hist: np.ndarray) -> np.ndarray:
