@@ -185,22 +185,21 @@ class _TestDecoder:
     def __init__(self, data: DataConfig, test: TestConfig):
         self.data = data
         self.test = test
-        spatial = [0, 1, 2] if test.num_spatial_views == 3 else [test.spatial_index]
-        self.transforms = {s: TestTransform(test, data.mean, data.std, spatial_index=s) for s in spatial}
-        self.crop = self.transforms[spatial[0]].crop
+        self.spatial = [0, 1, 2] if test.num_spatial_views == 3 else [test.spatial_index]
+        self.transform = TestTransform(test, data.mean, data.std)
+        self.crop = self.transform.crop
         self._sizes: dict[str, tuple[int, int]] = {}  # path -> decoded (H, W) at the test scale
 
     def spatial_indices(self) -> list[int]:
-        return list(self.transforms)
+        return list(self.spatial)
 
     def open(self, path: str) -> VideoReader:
         """A reader that returns frames already at the test size (exact shape: floor of the long side)."""
         size = self._sizes.get(path)
-        sizing = next(iter(self.transforms.values()))
         if size is None:
             reader = VideoReader(path, threads=1)
             meta = reader.metadata
-            size = sizing.resized_shape(meta.height, meta.width)
+            size = self.transform.resized_shape(meta.height, meta.width)
             self._sizes[path] = size
             if size == (meta.height, meta.width):
                 return reader
@@ -208,7 +207,7 @@ class _TestDecoder:
         return VideoReader(path, threads=1, size=size)
 
     def clip_of(self, frames: torch.Tensor, spatial: int) -> torch.Tensor:
-        return self.transforms[spatial](frames)
+        return self.transform(frames, spatial)
 
     def empty_clip(self) -> torch.Tensor:
         return torch.zeros(3, self.data.num_frames, *self.crop)
