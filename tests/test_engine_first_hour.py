@@ -74,3 +74,41 @@ def test_ctrl_c_names_the_checkpoint_to_resume_from(tmp_path):
     saved = ckpt.list_checkpoints(run)
     assert saved and f"checkpoint written: {saved[-1]}" in err and "Run the same command again" in err
     assert "Traceback" not in err
+
+
+HANG_SCRIPT = """
+import sys, torch, torch.nn as nn
+from pmv.models.registry import register_model
+import pmv.engine.trainer as trainer
+
+class Broken(torch.utils.data.Dataset):
+    labels = [0, 1] * 4
+    num_classes, class_names, paths = 2, ["a", "b"], [str(i) for i in range(8)]
+    def __len__(self):
+        return 8
+    def __getitem__(self, key):
+        raise TypeError("a bug in a dataset")
+
+@register_model
+def exit_test_mlp(num_classes=2, input_size=(2, 4, 4), **_):
+    return nn.Sequential(nn.Flatten(), nn.Linear(96, num_classes))
+
+trainer.build_datasets = lambda data, transform, test: (Broken(), None)
+from pmv.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_error_inside_loader_workers_ends_the_run_instead_of_hanging(tmp_path):
+    # Workers ignore SIGTERM (stop signals are the main process's); at exit the leftover workers must still go.
+    script = tmp_path / "broken.py"
+    script.write_text(HANG_SCRIPT)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: {{name: exit_test_mlp, num_classes: 2}}\n"
+                      f"train: {{epochs: 1, batch_size: 2, num_workers: 2, tensorboard: false, "
+                      f"output_dir: {tmp_path / 'run'}}}\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.run([sys.executable, str(script), "train", "--config", str(recipe)], capture_output=True,
+                          text=True, env=env, timeout=90)
+    assert proc.returncode != 0 and "a bug in a dataset" in proc.stderr
+    assert "killed by signal" not in proc.stderr

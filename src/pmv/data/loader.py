@@ -11,6 +11,8 @@ loader uses a :class:`DistributedSampler` (seeded with ``seed``); call ``loader.
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import random
 import signal
 from typing import Any, Callable, Optional
@@ -32,6 +34,21 @@ def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _kill_leftover_workers() -> None:
+    """At exit, kill data-loader workers still alive (a loader kept by an exception's traceback). Workers ignore
+    SIGTERM (stop signals are the main process's to handle), and multiprocessing's own exit hook would SIGTERM them
+    and then wait for them forever."""
+    leftovers = [child for child in multiprocessing.active_children() if child.daemon]
+    if leftovers and hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # torch's handler would report these kills as failures
+    for child in leftovers:
+        child.kill()
+
+
+# Registered after multiprocessing's exit hook, so it runs before it (atexit runs last-in, first-out).
+atexit.register(_kill_leftover_workers)
 
 
 def _init_worker(worker_id: int) -> None:

@@ -18,6 +18,8 @@ from pmv.video.errors import (
 )
 
 REDOWNLOAD_HINT = "download or copy the file again"
+# Undecodable metadata text must not stop a read (PyAV 19 removed the option).
+_OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
 
 
 def check_file(path: str) -> int:
@@ -53,7 +55,7 @@ def open_input(path: str):
     check_file(path)
     try:
         with av.logging.Capture(local=True):  # the error raised below says it; keep stderr quiet
-            return av.open(path, mode="r", metadata_errors="ignore")
+            return av.open(path, mode="r", **_OPEN_OPTIONS)
     except av.error.FileNotFoundError:
         raise VideoNotFoundError(path, "no such file", "check the path and the data root") from None
     except (av.error.InvalidDataError, av.error.EOFError, av.error.FFmpegError, UnicodeDecodeError) as err:
