@@ -35,6 +35,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", type=int, default=defaults.val_per_class, help="val videos per class")
     parser.add_argument("--test", type=int, default=defaults.test_per_class, help="test videos per class")
     parser.add_argument("--size", type=_size, default=defaults.size, help="frame size HxW (portrait), default 160x90")
+    parser.add_argument(
+        "--orientation", choices=("portrait", "landscape", "mixed"), default=defaults.orientation,
+        help="portrait (HxW of --size), landscape (turned: WxH) or mixed (alternating; for `pmv study format`)",
+    )
     parser.add_argument("--duration", type=float, default=defaults.duration, help="seconds, default: %(default)s")
     parser.add_argument("--fps", type=int, default=defaults.fps, help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
@@ -57,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         val_per_class=args.val,
         test_per_class=args.test,
         size=args.size,
+        orientation=args.orientation,
         duration=args.duration,
         fps=args.fps,
         seed=args.seed,
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{split} {count}" for split, count in summary.videos.items())
     print(
         f"wrote {sum(summary.videos.values())} videos ({counts}) of {summary.num_classes} classes, "
-        f"{summary.size[0]}x{summary.size[1]}, {summary.num_frames} frames at {summary.fps} fps, "
+        f"{summary.size[0]}x{summary.size[1]} {summary.orientation}, {summary.num_frames} frames at {summary.fps} fps, "
         f"{summary.bytes_written / 1e6:.1f} MB in {summary.seconds:.1f} s"
     )
     for cls in summary.classes:
