@@ -27,6 +27,7 @@ class Command:
 # One line per command; keep the table sorted by group, then name.
 COMMANDS: list[Command] = [
     Command(None, "demo", "pmv.cli.demo", "synthesise a small portrait dataset, train the tiny model on the CPU, test it"),
+    Command(None, "study", "pmv.cli.study", "the paper's six studies (format, spatial-bias, augmentation, views, temporal, audio); `all --demo` on a CPU"),
     Command(None, "test", "pmv.cli.test", "multi-view test of a checkpoint: top-1/top-5, per-class CSV, confusion matrix"),
     Command(None, "train", "pmv.cli.train", "train a model from a recipe (one process, or many under torchrun)"),
     Command(None, "download", "pmv.cli.download", "download PMV-400 videos (or import a mirror), verified and resumable"),
