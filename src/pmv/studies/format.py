@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -40,8 +41,11 @@ def orientations_from_report(report_path: str | Path) -> dict[str, str]:
                         "report.json or leave --check-report out to probe the files") from None
 
 
-def probe_orientations(paths: list[str], known: Optional[dict[str, str]] = None) -> list[str]:
-    """Each video's orientation (portrait / landscape / square), '' for a file that cannot be probed."""
+def probe_orientations(paths: list[str], known: Optional[dict[str, str]] = None,
+                       cache: Optional[dict[str, list]] = None) -> list[str]:
+    """Each video's orientation (portrait / landscape / square), '' for a file that cannot be probed.
+
+    ``cache`` (path -> [size, mtime_ns, orientation]) is read and updated, so a rerun does not probe again."""
     from pmv.video import probe
     from pmv.video.errors import VideoError
 
@@ -52,7 +56,15 @@ def probe_orientations(paths: list[str], known: Optional[dict[str, str]] = None)
             result.append(known.get(resolved, ""))
             continue
         try:
-            result.append(probe(path).orientation)
+            stat = os.stat(path)
+            entry = (cache or {}).get(resolved)
+            if entry and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
+                result.append(entry[2])
+                continue
+            orientation = probe(path).orientation
+            if cache is not None:
+                cache[resolved] = [stat.st_size, stat.st_mtime_ns, orientation]
+            result.append(orientation)
         except (VideoError, OSError) as err:
             log.warning("format study: cannot probe %s (%s); left out", path, err)
             result.append("")
@@ -72,6 +84,11 @@ def split_by_orientation(config: Config, lists_dir: str | Path, check_report: Op
 
     known = orientations_from_report(check_report) if check_report else None
     lists_dir = Path(lists_dir).resolve()
+    cache_file = lists_dir / "orientations.json"
+    try:
+        cache = json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
     selected: dict[str, dict[str, list[tuple[str, int]]]] = {o: {} for o in FORMATS}
     for split in SPLITS:
         try:
@@ -80,7 +97,7 @@ def split_by_orientation(config: Config, lists_dir: str | Path, check_report: Op
             if split == "val":
                 continue  # training runs without validation then
             raise
-        kinds = probe_orientations(annotations.paths, known)
+        kinds = probe_orientations(annotations.paths, known, cache)
         by_class: dict[str, dict[int, list[str]]] = {o: defaultdict(list) for o in FORMATS}
         for path, label, kind in zip(annotations.paths, annotations.labels, kinds):
             if kind in FORMATS:
@@ -105,6 +122,7 @@ def split_by_orientation(config: Config, lists_dir: str | Path, check_report: Op
             raise DataError(f"no {orientation} test videos in {config.data.list_dir}")
         if is_main():
             folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cache_file, json.dumps(cache))
             for split, rows in selected[orientation].items():
                 atomic_write_text(folder / f"{split}.csv", "\n".join(f"{path},{label}" for path, label in rows))
         data = replace(config.data, list_dir=str(folder), subset="", list_template="{split}.csv",
