@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
             options.test_per_class = args.test_per_class
         outcomes = run_demo(options)
         if is_main():
-            print(summary_tables(outcomes))
+            from pmv.studies.runner import collect_outcomes
+
+            print(summary_tables(collect_outcomes(out, outcomes)))
             print(f"\nall results: {out / 'README.md'}")
         return 0
     if args.name == "all":
