@@ -121,7 +121,7 @@ def test_unreadable_files_raise_checkpoint_error(tmp_path, trained_x3d):
         read_checkpoint_file(tmp_path / "missing.pyth")
     garbage = tmp_path / "garbage.pyth"
     garbage.write_bytes(b"this is not a checkpoint" * 20)
-    with pytest.raises(CheckpointError, match="corrupt"):
+    with pytest.raises(CheckpointError, match="is not a checkpoint: it is a text file"):
         load_checkpoint(garbage, trained_x3d)
     good = save_pyslowfast_checkpoint(trained_x3d, tmp_path / "good.pyth")
     truncated = tmp_path / "truncated.pyth"

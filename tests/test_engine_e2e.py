@@ -47,11 +47,15 @@ def test_train_then_test_with_a_corrupt_video_and_a_view_sweep(dataset, tmp_path
     original = broken.read_bytes()
     broken.write_bytes(original[:300])
     try:
-        code = main(["test", "--checkpoint", str(best), "--out", str(tmp_path / "t"), "--views", "2x3"])
+        # Two loader workers: the reason found in a worker process must still reach report.json.
+        code = main(["test", "--checkpoint", str(best), "--out", str(tmp_path / "t"), "--views", "2x3",
+                     "train.num_workers=2"])
         assert code == 0
         printed = capsys.readouterr().out
         report = json.loads((tmp_path / "t" / "report.json").read_text())
         assert [v["path"].endswith(broken.name) for v in report["invalid_videos"]] == [True]
+        reason = report["invalid_videos"][0]["error"]
+        assert broken.name in reason and "could not be decoded" not in reason, reason
         main_protocol = report["protocols"]["2x3"]
         assert main_protocol["num_videos"] == 6 and main_protocol["num_valid"] == 5
         assert main_protocol["top1"] <= 100 * 5 / 6 + 1e-9
@@ -72,6 +76,15 @@ def test_train_then_test_with_a_corrupt_video_and_a_view_sweep(dataset, tmp_path
         assert list(sweep["protocols"]) == ["1x1", "3x1"]
         assert all(p["num_valid"] == 5 for p in sweep["protocols"].values())
         assert (tmp_path / "s" / "4x64x36x3x1_1.pkl").exists() and (tmp_path / "s" / "confusion_3x1.png").exists()
+
+        # A sweep into the folder of the 2x3 test adds its protocols to report.json instead of replacing them.
+        assert main(["test", "--checkpoint", str(best), "--out", str(tmp_path / "t"), "--sweep", "1", "--views",
+                     "1x3"]) == 0
+        both = json.loads((tmp_path / "t" / "report.json").read_text())
+        assert sorted(both["protocols"]) == ["1x3", "2x3"]
+        # --views T that the sweep does not include is a mistake, not silently dropped.
+        assert main(["test", "--checkpoint", str(best), "--sweep", "1,3", "--views", "2x3"]) == 2
+        assert "does not include 2" in capsys.readouterr().err
     finally:
         broken.write_bytes(original)
 

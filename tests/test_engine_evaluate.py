@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from pmv.config import Config, TrainConfig
 from pmv.config import schema
-from pmv.engine.evaluator import run_test, apply_views_argument
+from pmv.engine.evaluator import apply_views_argument, run_test, run_view_sweep
 from pmv.engine.metrics import compute_test_metrics, seed_predictions_name, topk_correct
 from pmv.errors import ConfigError
 
@@ -36,7 +36,6 @@ class ViewsDataset(torch.utils.data.Dataset):
         self.paths = [f"v{i}.mp4" for i in range(len(labels))]
         self.class_names = ["a", "b", "c"]
         self.num_classes = 3
-        self.failed = {f"v{i}.mp4": "moov atom not found" for i in invalid}
         self.items = []
         for video, views in enumerate(logits):
             for t, view in enumerate(views):
@@ -49,7 +48,7 @@ class ViewsDataset(torch.utils.data.Dataset):
         video, t, logits, valid = self.items[i]
         clip = logits.reshape(3, 1, 1, 1) if valid else torch.zeros(3, 1, 1, 1)
         return {"clip": clip, "label": self.labels[video], "index": video, "temporal_view": t, "spatial_view": 1,
-                "valid": valid}
+                "valid": valid, "error": "" if valid else "moov atom not found"}
 
 
 LOGITS = [
@@ -137,9 +136,8 @@ class SweepDataset(torch.utils.data.Dataset):
 
 def test_view_sweep_scores_every_count_from_one_pass(tmp_path):
     cfg = config(tmp_path, "logits_sum")
-    cfg.test.view_sweep = [1, 3]
     dataset = SweepDataset([1, 3], labels=[1, 2, 0])
-    report = run_test(cfg, PassThrough(), tmp_path / "sweep", dataset=dataset)
+    report = run_view_sweep(cfg, PassThrough(), tmp_path / "sweep", [1, 3], dataset=dataset)
     by_name = {p.name: p.metrics for p in report.protocols}
     assert list(by_name) == ["1x1", "3x1"]
     assert by_name["1x1"].top1 == pytest.approx(100 / 3)  # one view: everything is class 0

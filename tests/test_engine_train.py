@@ -40,13 +40,16 @@ HELPER = textwrap.dedent(
             self.paths = [f"fake{i}.mp4" for i in range(n)]
         def __len__(self):
             return len(self.labels)
-        def __getitem__(self, i):
+        def __getitem__(self, key):
+            # Training keys are (index, seed) from the sampler, like pmv's datasets take them.
+            i, seed = key if isinstance(key, tuple) else (key, None)
             if DELAY:
                 time.sleep(DELAY)
             clip = self.base[i].clone()
             clip[self.labels[i] % 3] += 1.0
-            if NOISE:
-                clip += NOISE * torch.randn_like(clip)  # drawn from the global RNG, like real augmentation
+            if NOISE and seed is not None:
+                g = torch.Generator().manual_seed(seed)
+                clip += NOISE * torch.randn(clip.shape, generator=g)  # augmentation keyed by the item
             return {"clip": clip, "label": self.labels[i], "index": i, "temporal_view": 0, "spatial_view": 1,
                     "valid": True}
 
@@ -138,13 +141,19 @@ def test_train_writes_run_files_and_learns(tmp_path, helper):
 
 
 
-def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, helper):
-    script, recipe = helper
-    common = [sys.executable, str(script), "train", "--config", str(recipe), "train.checkpoint_steps=3"]
-    straight = tmp_path / "straight"
-    done = subprocess.run([*common, f"train.output_dir={straight}"], capture_output=True, text=True,
+def run_uninterrupted(command, out):
+    done = subprocess.run([*command, f"train.output_dir={out}"], capture_output=True, text=True,
                           env=env(FAKE_DELAY=0.01), timeout=180)
     assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, helper):
+    # With loader workers: item augmentation is keyed by (seed, epoch, video), so it replays after a resume.
+    script, recipe = helper
+    common = [sys.executable, str(script), "train", "--config", str(recipe), "train.checkpoint_steps=3",
+              "train.num_workers=2"]
+    straight = run_uninterrupted(common, tmp_path / "straight")
 
     broken = tmp_path / "broken"
     proc = subprocess.Popen([*common, f"train.output_dir={broken}"], stdout=subprocess.DEVNULL,
@@ -176,6 +185,67 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, helper)
     momentum_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
     momentum_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
     assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b))
+
+
+def wait_for_checkpoint(run_dir, name, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if name in [p.name for p in ckpt.list_checkpoints(run_dir)]:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+def test_preemption_signal_writes_a_checkpoint_and_the_rerun_resumes(tmp_path, helper, signal_name):
+    script, recipe = helper
+    common = [sys.executable, str(script), "train", "--config", str(recipe), "train.checkpoint_period=5",
+              "train.num_workers=2"]
+    straight = run_uninterrupted(common, tmp_path / "straight")
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*common, f"train.output_dir={run}", "train.checkpoint_steps=4"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env(FAKE_DELAY=0.01))
+    assert wait_for_checkpoint(run, ckpt.checkpoint_name(0, 8), proc), "the run ended before the signal"
+    proc.send_signal(getattr(signal, signal_name))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 75, stderr
+    assert f"{signal_name} received: stopped at epoch" in stderr and "Run the same command again" in stderr
+    assert "Traceback" not in stderr
+    last = ckpt.list_checkpoints(run)[-1]
+    state = ckpt.read_checkpoint(last)
+    assert state["global_step"] > 8 and last.name == ckpt.checkpoint_name(state["epoch"], state["step_in_epoch"])
+
+    resumed = subprocess.run([*common, f"train.output_dir={run}"], capture_output=True, text=True,
+                             env=env(FAKE_DELAY=0.01), timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"auto-resuming from {last}" in resumed.stderr
+    a, b = final_state(straight), final_state(run)
+    assert a["global_step"] == b["global_step"] == 36
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_sigterm_under_torchrun_stops_every_rank_at_the_same_step(tmp_path, helper):
+    script, recipe = helper
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                             str(script), "train", "--config", str(recipe), "train.batch_size=2",
+                             "train.checkpoint_steps=5", f"train.output_dir={run}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(FAKE_DELAY=0.01),
+                            start_new_session=True)
+    assert wait_for_checkpoint(run, ckpt.checkpoint_name(0, 5), proc, timeout=180), "the run ended before the signal"
+    os.killpg(proc.pid, signal.SIGTERM)  # what a scheduler does: the whole job gets it
+    _, stderr = proc.communicate(timeout=120)
+    assert "SIGTERM received: stopped at epoch" in stderr, stderr[-3000:]
+    state = ckpt.read_checkpoint(ckpt.list_checkpoints(run)[-1])
+    assert len(state["rng"]) == 2 and state["global_step"] >= 5
+    # Each rank's step count went into the saved state together: resuming replays to the planned end.
+    resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                              str(script), "train", "--config", str(recipe), "train.batch_size=2",
+                              f"train.output_dir={run}"], capture_output=True, text=True, env=env(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = [r for r in read_metrics(run) if r["kind"] == "final"][-1]
+    assert final["params_max_rank_diff"] == 0.0 and final_state(run)["global_step"] == 36
 
 
 def test_two_process_torchrun_matches_one_process_with_same_global_batch(tmp_path, helper):

@@ -61,3 +61,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
     return Path(path)
+
+
+def text_file_kind(path: str | os.PathLike, sample_bytes: int = 4096) -> str | None:
+    """What a file is when it is text: ``"an empty file"``, ``"a YAML config"`` (a mapping with pmv's sections),
+    ``"a text file"``; ``None`` for binary data. Lets readers of binary formats say what they were given instead.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(sample_bytes)
+    if not head:
+        return "an empty file"
+    if any((byte < 32 and byte not in b"\t\n\r\f") or byte == 127 for byte in head):
+        return None  # control bytes: binary data (a zip or pickle header, say), not text
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:  # not just a multi-byte character cut by the sample
+            return None
+        text = head[: err.start].decode("utf-8")
+    sections = ("_base_", "data", "transform", "mixup", "model", "optim", "train", "test")
+    starts = {line.split(":", 1)[0].strip() for line in text.splitlines() if ":" in line and not line[:1].isspace()}
+    return "a YAML config" if starts & set(sections) else "a text file"

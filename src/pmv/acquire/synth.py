@@ -137,8 +137,10 @@ class SynthSummary:
         return len(self.classes)
 
     def config_overrides(self) -> list[str]:
-        """Overrides that point a config at this dataset (``data.list_dir=... data.root=...``)."""
-        return [f"data.list_dir={self.list_dir}", f"data.root={self.root}", f"model.num_classes={self.num_classes}"]
+        """Overrides that point any recipe at this dataset: its folders, plain ``train.csv`` list names (a PMV-400
+        recipe's ``data.subset: _pmv400`` would look for ``train_pmv400.csv``), its class mapping and count."""
+        return [f"data.list_dir={self.list_dir}", f"data.root={self.root}", "data.subset=", "data.class_names=",
+                f"model.num_classes={self.num_classes}"]
 
 
 @dataclass(frozen=True)

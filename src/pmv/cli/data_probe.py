@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
-from pmv.video import VideoError, probe
+from pmv.utils import text_file_kind
+from pmv.video import NotAVideoError, VideoError, probe
 
 _COLUMNS = [
     ("file", lambda m: m.path),
@@ -31,6 +33,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _clean(text: str, path: str) -> str:
+    """FFmpeg's text without the errno and the repeated path (``[Errno 1094995529] Invalid data ...: 'x.txt'``)."""
+    text = re.sub(r"\[Errno -?\d+\]\s*", "", text)
+    return text.replace(f": {path!r}", "")
+
+
+def reason(err: VideoError) -> str:
+    """Why a file could not be probed, in words: what a non-video file is instead."""
+    if isinstance(err, NotAVideoError):
+        try:
+            kind = text_file_kind(err.path)
+        except OSError:
+            kind = None
+        if kind:
+            return f"not a video: it is {kind}"
+    return _clean(err.reason, err.path)
+
+
+def message(err: VideoError) -> str:
+    text = _clean(str(err), err.path)  # path: reason (hint)
+    return text if reason(err) in text else f"{err.path}: {reason(err)}"
+
+
 def run(args: argparse.Namespace) -> int:
     results, failures = [], []
     for path in args.files:
@@ -40,14 +65,15 @@ def run(args: argparse.Namespace) -> int:
             failures.append(err)
     if args.json:
         records = [m.to_dict() for m in results]
-        records += [{"path": err.path, "error": err.reason, "error_type": type(err).__name__} for err in failures]
+        records += [{"path": err.path, "error": reason(err), "error_type": type(err).__name__} for err in failures]
         print(json.dumps(records, indent=2))
-    else:
+    elif results:  # no table (only its header) when nothing could be probed
         rows = [[name for name, _ in _COLUMNS]] + [[get(m) for _, get in _COLUMNS] for m in results]
         widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
         for row in rows:
             print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if not args.json:
         for err in failures:
-            print(f"pmv: error: {err}", file=sys.stderr)
+            print(f"pmv: error: {message(err)}", file=sys.stderr)
     # Exit 1 when some file could not be probed, so scripts notice.
     return 1 if failures else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 
 from pmv.errors import DataError
 
@@ -76,5 +77,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for cls in summary.classes:
         print(f"  {cls.label:3d}  {cls.kind:8s}  {cls.name}")
-    print("use it with: " + " ".join(summary.config_overrides()))
+    overrides = " ".join(shlex.quote(o) for o in summary.config_overrides())
+    print(f"use it with: {overrides}")
+    print(f"e.g.: pmv train --config configs/pmv400/x3d_m/rect_256x192.yaml --smoke {overrides}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ COMMANDS: list[Command] = [
     Command(None, "test", "pmv.cli.test", "multi-view test of a checkpoint: top-1/top-5, per-class CSV, confusion matrix"),
     Command(None, "train", "pmv.cli.train", "train a model from a recipe (one process, or many under torchrun)"),
     Command(None, "download", "pmv.cli.download", "download PMV-400 videos (or import a mirror), verified and resumable"),
+    Command("config", "show", "pmv.cli.config_show", "print a recipe's resolved config (+ overrides), each key with its help"),
     Command("data", "check", "pmv.cli.data_check", "probe every listed video: missing, broken, too short, orientation; cleaned lists"),
     Command("data", "fetch-annotations", "pmv.cli.data_fetch", "download and verify the PMV-400 lists and class names"),
     Command("data", "prepare", "pmv.cli.data_prepare", "re-encode videos upright, smaller, short GOP (H.264), audio kept"),
@@ -42,6 +44,7 @@ COMMANDS: list[Command] = [
 ]
 
 GROUP_HELP = {
+    "config": "inspect recipes: the resolved config with each key's meaning",
     "data": "get, check, prepare and inspect video data",
     "models": "list the model zoo, count parameters and FLOPs",
 }
@@ -83,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    # Under torchrun only rank 0 speaks; other ranks report problems.
+    quiet_rank = os.environ.get("RANK", "0").strip() not in ("", "0")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet_rank else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )

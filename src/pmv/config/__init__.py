@@ -1,5 +1,6 @@
 """Typed configuration: dataclass schema, YAML recipes with ``_base_``, dotted overrides."""
 
+from pmv.config.checks import validate
 from pmv.config.load import (
     apply_overrides,
     config_from_dict,
@@ -7,7 +8,9 @@ from pmv.config.load import (
     dump_config,
     load_config,
     read_recipe,
+    resolve_recipe,
     save_config,
+    shipped_config,
 )
 from pmv.config.schema import (
     Config,
@@ -35,5 +38,8 @@ __all__ = [
     "dump_config",
     "load_config",
     "read_recipe",
+    "resolve_recipe",
     "save_config",
+    "shipped_config",
+    "validate",
 ]

@@ -69,3 +69,29 @@ def silent_log_mel(data: DataConfig) -> torch.Tensor:
     """The spectrogram of silence (for a video without an audio track)."""
     value = (math.log(LOG_FLOOR) - data.logmel_mean) / data.logmel_std
     return torch.full((1, data.audio_frames, data.audio_mel_bins), value)
+
+
+def misaligned_start(start_s: float, length_s: float, duration_s: float, gap_s: float,
+                     generator: torch.Generator | None = None) -> float | None:
+    """Start of an AV-sync negative window: uniform over ``[0, start - gap) U [start + gap, duration - length]``
+    (the seed's rule, in seconds); None when the video leaves no such room."""
+    last = max(0.0, duration_s - length_s)
+    before = max(0.0, min(start_s - gap_s, last))
+    after_start = start_s + gap_s
+    after = max(0.0, last - after_start)
+    if before + after <= 0.0:
+        return None
+    draw = float(torch.rand((), generator=generator)) * (before + after)
+    return draw if draw < before else after_start + (draw - before)
+
+
+def mix_easy_negatives(audio: torch.Tensor, easy_fraction: float) -> torch.Tensor:
+    """Replace the negatives (channel 1) of the first ``max(1, int(easy_fraction * N))`` rows of a batch
+    ``N x 2 x T x F`` by the positive audio of the next video (a cyclic shift): easy negatives, as the seed mixes
+    them; the other rows keep their hard negative (the same video, shifted in time)."""
+    if audio.ndim != 4 or audio.shape[1] != 2 or audio.shape[0] < 2:
+        return audio
+    count = min(audio.shape[0], max(1, int(easy_fraction * audio.shape[0])))
+    mixed = audio.clone()
+    mixed[:count, 1] = torch.roll(audio[:, 0], shifts=-1, dims=0)[:count]
+    return mixed

@@ -31,11 +31,11 @@ from torch.utils.data import Dataset
 
 from pmv.config.schema import DataConfig, TestConfig, TransformConfig
 from pmv.data import sampling
-from pmv.data.annotations import SplitAnnotations, load_split
-from pmv.data.audio import clip_log_mel, silent_log_mel
+from pmv.data.annotations import SplitAnnotations, load_split, video_root
+from pmv.data.audio import clip_log_mel, misaligned_start, silent_log_mel
 from pmv.data.transforms import functional as TF
 from pmv.data.transforms.pipeline import TestTransform, build_train_transform
-from pmv.errors import ConfigError, DataError
+from pmv.errors import DataError
 from pmv.video.errors import NoAudioStreamError, VideoError
 from pmv.video.reader import VideoReader
 
@@ -46,18 +46,16 @@ DECODE_ERRORS = (VideoError, av.error.FFmpegError, OSError, EOFError)
 MAX_REPLACEMENTS = 20  # consecutive broken videos before training gives up (the data root is probably wrong)
 
 
-def _size_hw(value: Sequence[int], name: str) -> tuple[int, int]:
-    """A config size ``[H, W]`` (or one int for a square) as a checked pair."""
-    values = [value] if isinstance(value, int) else list(value)
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise ConfigError(f"{name} must be [height, width] with positive values, got {value}")
-    return int(values[0]), int(values[1])
-
-
 def _seed_from(generator: Optional[torch.Generator]) -> int:
     return int(torch.randint(0, 2**62, (), generator=generator).item())
+
+
+def _split_key(key) -> tuple[int, Optional[int]]:
+    """A dataset key is an index, or ``(index, seed)`` from a sampler that keys each draw's randomness
+    (:class:`pmv.data.loader.SeededSampler`): then an item depends on nothing but its key, whichever worker makes it."""
+    if isinstance(key, (tuple, list)):
+        return int(key[0]), int(key[1])
+    return int(key), None
 
 
 class ClipDataset(Dataset):
@@ -100,8 +98,8 @@ class ClipDataset(Dataset):
             self._failure_count.value += 1
         logger.warning("cannot decode %s (%s split): %s", path, self.split, reason)
 
-    def _item_generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(_seed_from(self.generator))
+    def _item_generator(self, seed: Optional[int] = None) -> torch.Generator:
+        return torch.Generator().manual_seed(_seed_from(self.generator) if seed is None else seed)
 
     def _audio(self, reader: VideoReader, start_s: float, end_s: float) -> torch.Tensor:
         try:
@@ -110,6 +108,15 @@ class ClipDataset(Dataset):
             return silent_log_mel(self.data)
         return clip_log_mel(waveform, self.data)
 
+    def _misaligned_audio(self, reader: VideoReader, start_s: float, end_s: float, generator) -> torch.Tensor:
+        """The AV-sync negative: audio of the same length from elsewhere in the video, at least the gap away."""
+        duration = reader.metadata.duration or (end_s - start_s)
+        gap_s = self.data.audio_misaligned_gap * self.data.audio_step_ms / 1000.0
+        start = misaligned_start(start_s, end_s - start_s, duration, gap_s, generator)
+        if start is None:  # too short for a gap: the batch step swaps in another video's audio (an easy negative)
+            return self._audio(reader, start_s, end_s)
+        return self._audio(reader, start, start + (end_s - start_s))
+
 
 # ------------------------------------------------------------------------------------------------ train
 class TrainClipDataset(ClipDataset):
@@ -117,8 +124,6 @@ class TrainClipDataset(ClipDataset):
 
     def __init__(self, annotations: SplitAnnotations, data: DataConfig, transform: TransformConfig):
         super().__init__(annotations, data)
-        if transform.num_sample < 1:
-            raise ConfigError(f"transform.num_sample must be at least 1, got {transform.num_sample}")
         self.transform_config = transform
         self.transform = build_train_transform(transform, data.mean, data.std)
         self.num_sample = transform.num_sample
@@ -137,6 +142,8 @@ class TrainClipDataset(ClipDataset):
             )
             frames = reader.get_frames(clip.indices)
             audio = self._audio(reader, clip.start_s, clip.end_s) if data.audio else None
+            if audio is not None and data.audio_negatives:
+                audio = torch.cat([audio, self._misaligned_audio(reader, clip.start_s, clip.end_s, generator)])
         if self.num_sample == 1:
             clip = self.transform(frames, generator)
         else:  # each copy is written straight into its slot of the stack (no torch.stack copy)
@@ -153,8 +160,9 @@ class TrainClipDataset(ClipDataset):
             item["audio"] = audio
         return item
 
-    def __getitem__(self, index: int) -> dict:
-        generator = self._item_generator()
+    def __getitem__(self, key) -> dict:
+        index, seed = _split_key(key)
+        generator = self._item_generator(seed)
         for _ in range(MAX_REPLACEMENTS):
             path = self.paths[index]
             if path not in self.failed:
@@ -171,34 +179,28 @@ class TrainClipDataset(ClipDataset):
 
 # ------------------------------------------------------------------------------------------------ test
 class _TestDecoder:
-    """Reads frames at the test short side (resized by the decoder) and cuts the spatial views."""
+    """Reads frames at the test size (resized by the decoder) and cuts the spatial views with ``TestTransform``,
+    the one tested test transform (resize rule, crop along the long side, normalisation)."""
 
     def __init__(self, data: DataConfig, test: TestConfig):
         self.data = data
         self.test = test
-        self.crop = _size_hw(test.crop, "test.crop")
-        if test.num_spatial_views not in (1, 3):
-            raise ConfigError(f"test.num_spatial_views must be 1 or 3 (crops along the long side), got {test.num_spatial_views}")
-        if test.num_temporal_views < 1:
-            raise ConfigError(f"test.num_temporal_views must be at least 1, got {test.num_temporal_views}")
-        if test.spatial_index not in (0, 1, 2):
-            raise ConfigError(f"test.spatial_index must be 0, 1 or 2 (top/left, centre, bottom/right), got {test.spatial_index}")
+        spatial = [0, 1, 2] if test.num_spatial_views == 3 else [test.spatial_index]
+        self.transforms = {s: TestTransform(test, data.mean, data.std, spatial_index=s) for s in spatial}
+        self.crop = self.transforms[spatial[0]].crop
         self._sizes: dict[str, tuple[int, int]] = {}  # path -> decoded (H, W) at the test scale
-        self._sizing = TestTransform(test, data.mean, data.std)  # the test resize rule (short side, auto-adjust)
 
     def spatial_indices(self) -> list[int]:
-        return [0, 1, 2] if self.test.num_spatial_views == 3 else [self.test.spatial_index]
-
-    def _test_size(self, height: int, width: int) -> tuple[int, int]:
-        return self._sizing.resized_shape(height, width)
+        return list(self.transforms)
 
     def open(self, path: str) -> VideoReader:
         """A reader that returns frames already at the test size (exact shape: floor of the long side)."""
         size = self._sizes.get(path)
+        sizing = next(iter(self.transforms.values()))
         if size is None:
             reader = VideoReader(path, threads=1)
             meta = reader.metadata
-            size = self._test_size(meta.height, meta.width)
+            size = sizing.resized_shape(meta.height, meta.width)
             self._sizes[path] = size
             if size == (meta.height, meta.width):
                 return reader
@@ -206,8 +208,7 @@ class _TestDecoder:
         return VideoReader(path, threads=1, size=size)
 
     def clip_of(self, frames: torch.Tensor, spatial: int) -> torch.Tensor:
-        clip = TF.long_side_crop(TF.thwc_to_cthw(frames), self.crop, spatial)
-        return TF.normalize(clip, self.data.mean, self.data.std)
+        return self.transforms[spatial](frames)
 
     def empty_clip(self) -> torch.Tensor:
         return torch.zeros(3, self.data.num_frames, *self.crop)
@@ -250,6 +251,7 @@ class TestClipDataset(ClipDataset):
             "temporal_view": temporal,
             "spatial_view": self.spatial_views[spatial_slot],
             "valid": True,
+            "error": "",
         }
         try:
             if path in self.failed:
@@ -265,6 +267,7 @@ class TestClipDataset(ClipDataset):
             self._record_failure(path, err)
             item["clip"] = self.decoder.empty_clip()
             item["valid"] = False
+            item["error"] = self.failed[path]
             if self.data.audio:
                 item["audio"] = silent_log_mel(self.data)
         return item
@@ -277,9 +280,7 @@ class VideoViewsDataset(ClipDataset):
         self, annotations: SplitAnnotations, data: DataConfig, test: TestConfig, temporal_view_counts: Sequence[int]
     ):
         super().__init__(annotations, data)
-        counts = [int(c) for c in temporal_view_counts]
-        if not counts or min(counts) < 1:
-            raise ConfigError(f"temporal view counts must be positive whole numbers, got {list(temporal_view_counts)}")
+        counts = sampling.check_view_counts(temporal_view_counts)
         self.test = test
         self.decoder = _TestDecoder(data, test)
         self.temporal_view_counts = counts
@@ -297,7 +298,8 @@ class VideoViewsDataset(ClipDataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        item = {"views": self.view_table.clone(), "label": self.labels[index], "index": index, "valid": True}
+        item = {"views": self.view_table.clone(), "label": self.labels[index], "index": index, "valid": True,
+                "error": ""}
         try:
             if path in self.failed:
                 raise DataError(self.failed[path])
@@ -316,12 +318,19 @@ class VideoViewsDataset(ClipDataset):
             self._record_failure(path, err)
             item["clips"] = self.decoder.empty_clip().expand(len(self.view_table), -1, -1, -1, -1).clone()
             item["valid"] = False
+            item["error"] = self.failed[path]
         return item
 
 
 # ------------------------------------------------------------------------------------------------ builders
 def _annotations(data: DataConfig, split: str) -> SplitAnnotations:
     annotations = load_split(data, split, check_files=True)
+    if annotations.paths and len(annotations.missing) == len(annotations.paths):
+        root = video_root(data, split)
+        raise DataError(
+            f"none of the {len(annotations.paths):,} videos listed in {annotations.list_file} is under {root} "
+            f"(e.g. {annotations.missing[0]}); set data.root to the folder that holds them"
+        )
     if annotations.missing:
         # missing files are not silently dropped: they stay listed and count as failures when read
         logger.warning(
@@ -339,7 +348,7 @@ def build_train_dataset(data: DataConfig, transform: TransformConfig, split: str
 def validation_views(test: TestConfig) -> TestConfig:
     """Validation during training: one centre clip per video (one temporal, one spatial view), sized and cropped
     like the test (``test.short_side``, ``test.crop``), so epochs are comparable and cheap."""
-    return replace(test, num_temporal_views=1, num_spatial_views=1, spatial_index=1, view_sweep=[])
+    return replace(test, num_temporal_views=1, num_spatial_views=1, spatial_index=1)
 
 
 def build_test_dataset(data: DataConfig, test: TestConfig, split: str = "test") -> ClipDataset:

@@ -12,6 +12,7 @@ loader uses a :class:`DistributedSampler` (seeded with ``seed``); call ``loader.
 from __future__ import annotations
 
 import random
+import signal
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -33,7 +34,11 @@ def _seed_all(seed: int) -> None:
 
 
 def _init_worker(worker_id: int) -> None:
-    """Runs in each worker: one thread, and every RNG seeded from this worker's seed."""
+    """Runs in each worker: one thread, every RNG seeded from this worker's seed, and stop signals left to the main
+    process (which finishes its step and checkpoints; a worker killed by Ctrl-C would break that)."""
+    for name in ("SIGINT", "SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     torch.set_num_threads(1)
     info = get_worker_info()
     seed = info.seed if info is not None else torch.initial_seed()

@@ -21,7 +21,7 @@ indices here are exactly ``stride`` apart at native rate. A video shorter than a
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 
@@ -137,3 +137,16 @@ def test_clips(
 test_clip_start.__test__ = False  # type: ignore[attr-defined]
 test_clip.__test__ = False  # type: ignore[attr-defined]
 test_clips.__test__ = False  # type: ignore[attr-defined]
+
+
+def check_view_counts(counts: Sequence[int]) -> list[int]:
+    """Temporal-view counts of a sweep, sorted and unique; raises ConfigError unless all are whole numbers >= 1."""
+    from pmv.errors import ConfigError
+
+    try:
+        values = sorted({int(c) for c in counts if int(c) == c})
+    except (TypeError, ValueError):
+        values = []
+    if not values or len(values) != len(set(counts)) or values[0] < 1:
+        raise ConfigError(f"temporal view counts must be positive whole numbers, got {list(counts)}")
+    return values

@@ -85,6 +85,10 @@ def make_loader(dataset, *, batch_size: int, sampler, num_workers: int, seed: in
                         drop_last=drop_last, sampler=sampler, persistent_workers=persistent and num_workers > 0)
 
 
+# Keys older pmv versions stored in checkpoints and that no longer exist (the setting moved to the command line).
+RETIRED_KEYS = {"data": ("backend",), "test": ("view_sweep", "checkpoint")}
+
+
 def config_for_checkpoint(state: dict | None, config_path: str | None, overrides: Sequence[str]) -> Config:
     """The config of a test: the recipe file when given, else the one stored in the checkpoint; then overrides."""
     from pmv.config import apply_overrides, config_from_dict, load_config
@@ -93,7 +97,13 @@ def config_for_checkpoint(state: dict | None, config_path: str | None, overrides
         return load_config(config_path, overrides)
     if state is None or not isinstance(state.get("config"), dict):
         raise ConfigError("this checkpoint holds no pmv config; pass --config RECIPE.yaml")
-    return config_from_dict(apply_overrides(state["config"], overrides))
+    stored = {section: dict(values) if isinstance(values, dict) else values
+              for section, values in state["config"].items()}
+    for section, keys in RETIRED_KEYS.items():
+        for key in keys:
+            if isinstance(stored.get(section), dict):
+                stored[section].pop(key, None)
+    return config_from_dict(apply_overrides(stored, overrides))
 
 
 def run_dir_of(checkpoint: str | Path) -> Path:

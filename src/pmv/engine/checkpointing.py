@@ -125,3 +125,60 @@ def restore_rng_state(state: dict) -> None:
         else:
             log.warning("checkpoint has CUDA RNG states for %d devices, this machine has %d: not restored",
                         len(cuda_states), torch.cuda.device_count())
+
+
+# ------------------------------------------------------------------------------------------------ training state
+
+
+def capture_run_rng(mixup: Any = None) -> dict:
+    """This process's RNG states plus mixup's stream (item augmentation is keyed by the sampler, not a stream)."""
+    state = capture_rng_state()
+    if mixup is not None:
+        version, internal, gauss = mixup.rng.getstate()
+        state["mixup"] = [version, list(internal), gauss]
+    return state
+
+
+def restore_run_rng(state: dict, mixup: Any = None) -> None:
+    restore_rng_state(state)
+    if "mixup" in state and mixup is not None:
+        version, internal, gauss = state["mixup"]
+        mixup.rng.setstate((version, tuple(internal), gauss))
+
+
+def training_checkpoint(learner, state, *, config: dict, class_names: list[str], rng: list[dict],
+                        steps_per_epoch: int, world_size: int, metrics: dict) -> dict:
+    """Everything a resumed run needs, as a dict ``torch.load(weights_only=True)`` can read."""
+    return {
+        "format": FORMAT, "version": VERSION,
+        "model": learner.model.state_dict(), "config": config, "class_names": class_names,
+        "epoch": state.epoch, "step_in_epoch": state.step_in_epoch, "global_step": state.global_step,
+        "steps_per_epoch": steps_per_epoch, "world_size": world_size,
+        "optimizer": learner.optimizer.state_dict(),
+        "scaler": learner.scaler.state_dict() if learner.scaler.is_enabled() else None,
+        "ema": learner.ema.module.state_dict() if learner.ema is not None else None,
+        "rng": rng, "best_metric": state.best_top1, "best_loss": state.best_loss, "metrics": metrics,
+    }
+
+
+def restore_training(learner, checkpoint: dict, class_names: list[str]):
+    """Load weights, optimizer, scaler and EMA into ``learner``; returns the saved ``TrainState`` fields."""
+    saved_names = checkpoint.get("class_names")
+    if class_names and saved_names and list(saved_names) != list(class_names):
+        raise CheckpointError("the checkpoint was trained on other classes than this data's class names; "
+                              "point train.output_dir at a new folder or fix data.list_dir")
+    try:
+        learner.model.load_state_dict(checkpoint["model"])
+        learner.optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"the checkpoint to resume does not fit this model/optimizer ({str(err)[:300]}); "
+                              "resume with the config it was trained with, or use a new train.output_dir") from None
+    if checkpoint.get("scaler"):
+        learner.scaler.load_state_dict(checkpoint["scaler"])
+    if learner.ema is not None and checkpoint.get("ema"):
+        learner.ema.module.load_state_dict(checkpoint["ema"])
+    return {
+        "epoch": int(checkpoint["epoch"]), "step_in_epoch": int(checkpoint["step_in_epoch"]),
+        "global_step": int(checkpoint["global_step"]), "best_top1": checkpoint.get("best_metric"),
+        "best_loss": float(checkpoint.get("best_loss", float("inf"))),
+    }

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import pmv
-from pmv.config import Config, load_config
+from pmv.config import Config, load_config, shipped_config
 from pmv.errors import ConfigError
 from pmv.utils import atomic_write_text
 
@@ -56,12 +55,7 @@ def find_recipe(recipe: Optional[str]) -> Path:
         if not path.is_file():
             raise ConfigError(f"demo recipe not found: {path}")
         return path
-    candidates = [Path.cwd() / DEMO_RECIPE, Path(pmv.__file__).resolve().parents[2] / DEMO_RECIPE]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(f"cannot find {DEMO_RECIPE} (looked in {', '.join(str(c.parent.parent.parent) for c in candidates)}); "
-                      "run from the pmv checkout or pass --config configs/demo/tiny.yaml")
+    return shipped_config(DEMO_RECIPE)
 
 
 def _markdown_table(rows: list[list[str]]) -> str:

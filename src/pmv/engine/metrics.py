@@ -19,7 +19,7 @@ import torch
 
 from pmv.utils import atomic_output
 
-AGGREGATIONS = ("softmax_sum", "logits_sum", "softmax_max")
+from pmv.config.schema import AGGREGATIONS
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> list[int]:

@@ -15,11 +15,11 @@ import torch
 import torch.nn as nn
 
 from pmv.config import OptimConfig
+from pmv.config.schema import LR_SCALINGS, OPTIM_METHODS
 from pmv.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-LR_SCALINGS = ("none", "nodes", "sqrt_nodes", "batch")
 
 # Normalization layers whose affine parameters get ``norm_weight_decay`` (the seed's BN.WEIGHT_DECAY).
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -64,10 +64,8 @@ def lr_scale_factor(optim: OptimConfig, *, num_nodes: int, global_batch: int) ->
     if optim.lr_scaling == "sqrt_nodes":
         return math.sqrt(num_nodes)
     if optim.lr_scaling == "batch":
-        if optim.reference_batch <= 0:
-            raise ConfigError("optim.reference_batch must be > 0 when optim.lr_scaling=batch")
         return global_batch / optim.reference_batch
-    raise ConfigError(f"optim.lr_scaling={optim.lr_scaling!r} is not one of {', '.join(LR_SCALINGS)}")
+    raise ValueError(f"optim.lr_scaling={optim.lr_scaling!r} is not one of {', '.join(LR_SCALINGS)}")
 
 
 def build_schedule(optim: OptimConfig, max_epoch: float, *, num_nodes: int = 1, global_batch: int = 1) -> LrSchedule:
@@ -119,7 +117,7 @@ def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimiz
     groups = param_groups(model, optim)
     if not groups:
         raise ConfigError("the model has no trainable parameters")
-    method = optim.method.lower()
+    method = optim.method
     if method == "adamw":
         return torch.optim.AdamW(groups, lr=optim.base_lr, betas=tuple(optim.betas), eps=1e-8)
     if method == "sgd":
@@ -127,7 +125,7 @@ def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimiz
             groups, lr=optim.base_lr, momentum=optim.momentum, nesterov=optim.nesterov and optim.momentum > 0,
             dampening=0.0,
         )
-    raise ConfigError(f"optim.method={optim.method!r} is not supported; use adamw or sgd")
+    raise ValueError(f"optim.method={optim.method!r} is not one of {', '.join(OPTIM_METHODS)}")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

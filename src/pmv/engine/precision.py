@@ -9,9 +9,6 @@ import torch
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision a run really uses: fp16 autocast needs a GPU, so on a CPU it becomes bf16 (with a warning)."""
     if precision == "fp16" and device.type != "cuda":

@@ -14,6 +14,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_MISSING = ("TensorBoard scalars are off: the tensorboard package is not installed; "
+                       "pip install 'pmv[tensorboard]' (or set train.tensorboard=false)")
 
 
 def _plain(value: Any) -> Any:
@@ -44,7 +46,7 @@ class RunTracker:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                log.info("TensorBoard scalars off: install the 'tensorboard' package to get them")
+                log.warning(TENSORBOARD_MISSING)
             else:
                 self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
 
@@ -60,6 +62,15 @@ class RunTracker:
             for key, value in record.items():
                 if key not in ("kind", "step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._writer.add_scalar(f"{kind}/{key}", value, int(step))
+
+    def __enter__(self) -> "RunTracker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def log_train(self, step: int, record: dict) -> None:
+        self.log("train", step, **record)
 
     def close(self) -> None:
         if self._file is not None:

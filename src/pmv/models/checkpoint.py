@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from pmv.errors import CheckpointError
-from pmv.utils import atomic_output
+from pmv.utils import atomic_output, text_file_kind
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,32 @@ def _listing(title: str, keys: list[str], shapes: Mapping[str, tuple[int, ...]])
     return lines
 
 
+# How torch.save output starts: a zip archive (torch >= 1.6), a legacy pickle stream, or the oldest tar format.
+_TORCH_HEADERS = (b"PK\x03\x04", b"\x80")
+
+
+def _is_torch_file(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    return head.startswith(_TORCH_HEADERS) or head[257:262] == b"ustar"
+
+
+def _first_sentence(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text.split(". ")[0].rstrip(".")  # torch's zip errors go on for five sentences
+
+
 def read_checkpoint_file(path: str | os.PathLike) -> dict:
     """``torch.load`` a checkpoint safely onto the CPU; unreadable or non-checkpoint files raise CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}; check the path (model.pretrained / test.checkpoint)")
+        raise CheckpointError(f"checkpoint not found: {path}; check the path (model.pretrained / --checkpoint)")
+    # Say what a file that is not a checkpoint at all is, instead of torch.load's unpickling noise.
+    if not _is_torch_file(path):
+        kind = text_file_kind(path) or "neither a PyTorch zip archive nor a pickle file"
+        hint = {"a YAML config": "; pass configs with --config, and a .pt/.pyth/.pth file as the checkpoint",
+                "an empty file": "; it was probably cut off while being written or copied: copy it again"}
+        raise CheckpointError(f"{path} is not a checkpoint: it is {kind}{hint.get(kind, '')}")
     try:
         # Training scripts often store their argparse options next to the weights; those are plain data.
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -112,13 +133,13 @@ def read_checkpoint_file(path: str | os.PathLike) -> dict:
                 "the weights; re-save only the weights, e.g. torch.save({'model': model.state_dict()}, path)"
             ) from err
         raise CheckpointError(
-            f"cannot read checkpoint {path}: not a PyTorch checkpoint, or the file is corrupt; download or copy it again"
+            f"cannot read checkpoint {path}: the file is damaged (corrupt or truncated: {_first_sentence(err)}); "
+            "download or copy it again"
         ) from err
     except Exception as err:  # torch.load on a damaged file raises many kinds (EOFError, IndexError, zip errors...)
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(
-            f"cannot read checkpoint {path}: not a PyTorch checkpoint, or the file is corrupt or truncated "
-            f"({detail}); download or copy it again"
+            f"cannot read checkpoint {path}: the file is damaged (corrupt or truncated: {_first_sentence(err)}); "
+            "download or copy it again"
         ) from err
     if not isinstance(obj, dict):
         raise CheckpointError(
