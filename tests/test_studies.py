@@ -184,14 +184,15 @@ def test_views_study_decodes_each_video_once_per_crop_setting(mixed_data, tmp_pa
         return original(self, indices)
 
     monkeypatch.setattr(VideoReader, "get_frames", counting)
-    outcome = views.run(_request(config, tmp_path, "views", [checkpoint]))
+    assert views.TEMPORAL_VIEWS == (1, 3, 5, 7, 10) and views.SPATIAL_VIEWS == (1, 3)
+    outcome = views.run(_request(config, tmp_path, "views", [checkpoint], temporal_views=[1, 3, 5]))
     num_test = len(mixed_data.classes) * 2
-    assert len(calls) == 2 * num_test  # 1 and 3 crops: one decode per video each, for all 5 view counts
+    assert len(calls) == 2 * num_test  # 1 and 3 crops: one decode per video each, for every view count
     body = json.loads((tmp_path / "views" / "results.json").read_text())
-    assert [(r["temporal"], r["spatial"]) for r in body["rows"]] == [(t, s) for s in (1, 3) for t in (1, 3, 5, 7, 10)]
+    assert [(r["temporal"], r["spatial"]) for r in body["rows"]] == [(t, s) for s in (1, 3) for t in (1, 3, 5)]
     assert set(body["rows"][0]) == {"temporal", "spatial", "top1", "gflops"}
     per_view = body["gflops_per_view"]
-    assert body["rows"][-1]["gflops"] == pytest.approx(per_view * 30)
+    assert body["rows"][-1]["gflops"] == pytest.approx(per_view * 15)
     assert (tmp_path / "views" / "views_top1_vs_gflops.png").is_file()
     assert outcome.results == body
 
@@ -281,3 +282,34 @@ def test_augmentation_refuses_different_budgets(mixed_data, tmp_path):
                            device="cpu")
     with pytest.raises(ConfigError, match="same budget and seed"):
         augmentation.run(request)
+
+
+def test_audio_study_trains_visual_audio_visual_and_audio_only_alike(mixed_data, tmp_path, monkeypatch):
+    from pmv.models.tiny import TinyAudioVisualNet
+    from pmv.studies import audio
+
+    seen = []
+    original = TinyAudioVisualNet.forward
+
+    def recording(self, clip, audio_input=None):
+        seen.append((self.modality, self.training, tuple(audio_input.shape)))
+        return original(self, clip, audio_input)
+
+    monkeypatch.setattr(TinyAudioVisualNet, "forward", recording)
+    config = tiny_config(mixed_data, tmp_path, **{"data.audio_frames": 16, "data.audio_mel_bins": 16})
+    outcome = audio.run(_request(config, tmp_path, "audio"))
+    body = json.loads((tmp_path / "audio" / "results.json").read_text())
+    assert set(body["top1"]) == {"visual", "audio_visual", "audio"}
+    assert body["models"] == {"visual": "tiny", "audio_visual": "tiny_av", "audio": "tiny_av"}
+    # AV batches carry audio: with a misaligned negative (channel 1) in training, the positive only in test
+    av_train = {shape for modality, training, shape in seen if modality == "audio_visual" and training}
+    av_test = {shape for modality, training, shape in seen if modality == "audio_visual" and not training}
+    assert av_train and all(shape[1:] == (2, 16, 16) for shape in av_train)
+    assert av_test and all(shape[1:] == (1, 16, 16) for shape in av_test)
+    assert any(modality == "audio" for modality, _, _ in seen)
+    trained = outcome.trained
+    assert trained["audio-visual"].config.data.audio is False
+    assert trained["audio-audio_visual"].config.data.audio_negatives is True
+    assert trained["audio-audio"].config.model.options == {"modality": "audio"}
+    assert len({(t.config.train.epochs, t.config.train.seed) for t in trained.values()}) == 1  # trained alike
+    assert (tmp_path / "audio" / "audio_top1.png").is_file()

@@ -45,12 +45,14 @@ def run(request: StudyRequest) -> StudyOutcome:
     base = request.config
     av_name = av_model_name(base.model.name, request.options.get("av_model"))
     variants = {
-        "visual": replace(base, data=replace(base.data, audio=False)),
-        "audio_visual": replace(base, data=replace(base.data, audio=True), model=replace(base.model, name=av_name)),
+        "visual": replace(base, data=replace(base.data, audio=False, audio_negatives=False)),
+        # AV-sync negatives (a time-shifted spectrogram per clip) only where a sync loss uses them
+        "audio_visual": replace(base, data=replace(base.data, audio=True, audio_negatives=True),
+                                model=replace(base.model, name=av_name)),
     }
     if av_name in AUDIO_ONLY and request.options.get("audio_only", True):
         options = {**base.model.options, **AUDIO_ONLY[av_name]}
-        variants["audio"] = replace(base, data=replace(base.data, audio=True),
+        variants["audio"] = replace(base, data=replace(base.data, audio=True, audio_negatives=False),
                                     model=replace(base.model, name=av_name, options=options))
     kinds = synth_kinds(base)
     top1, by_kind, trained = {}, {}, {}

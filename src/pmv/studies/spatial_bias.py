@@ -47,7 +47,7 @@ def probe_checkpoint(model, config: Config, class_names: list[str], out: Path, d
     annotations = load_split(config.data, config.test.split, check_files=False)
     names = class_names or annotations.class_names
     positions = probe_positions(steps)
-    test = replace(config.test, num_spatial_views=1, view_sweep=[])
+    test = replace(config.test, num_spatial_views=1)
     config = replace(config, test=test)
     per_pass = positions_per_pass(len(annotations.paths), len(names), len(positions))
     top1 = np.zeros(len(positions))

@@ -1,7 +1,7 @@
 """Study 4, evaluation views: temporal views {1, 3, 5, 7, 10} x spatial crops {1, 3}.
 
 The seed's ``NUM_ENSEMBLE_VIEWS -1`` re-runs the whole test for each number of temporal views. Here the engine's
-view sweep (``test.view_sweep``) decodes every video once per spatial setting and scores all five view sets from
+view sweep (``run_view_sweep``) decodes every video once per spatial setting and scores all five view sets from
 that decode; 3 spatial crops sit along the long side (top / centre / bottom of a portrait frame), 1 crop is
 ``test.spatial_index`` (the centre). Cost: GFLOPs of one view x views per video.
 """
@@ -24,7 +24,7 @@ SPATIAL_VIEWS = (1, 3)
 
 def run(request: StudyRequest) -> StudyOutcome:
     from pmv.engine.build import test_input_size
-    from pmv.engine.evaluator import run_test
+    from pmv.engine.evaluator import run_view_sweep
     from pmv.studies.augmentation import view_gflops
     from pmv.studies.common import setup_device
     from pmv.studies.plots import plot_views
@@ -45,9 +45,9 @@ def run(request: StudyRequest) -> StudyOutcome:
     per_view = view_gflops(config, test_input_size(config))
     rows = []
     for crops in spatial:
-        test = replace(config.test, num_spatial_views=crops, view_sweep=list(temporal))
-        report = run_test(replace(config, test=test), model, out / f"test_{crops}crop", device=device,
-                          class_names=class_names)
+        test = replace(config.test, num_spatial_views=crops)
+        report = run_view_sweep(replace(config, test=test), model, out / f"test_{crops}crop", temporal,
+                                device=device, class_names=class_names)
         for protocol in report.protocols:
             rows.append({"temporal": protocol.temporal_views, "spatial": crops, "top1": protocol.metrics.top1,
                          "gflops": None if per_view is None else per_view * protocol.temporal_views * crops})
