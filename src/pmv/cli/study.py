@@ -14,9 +14,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=NAMES, metavar="NAME", help=f"the study: {', '.join(NAMES)}")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
                         help="config overrides for every recipe, e.g. train.epochs=30 data.root=/data/PMV")
-    parser.add_argument("--config", action="append", default=[], metavar="RECIPE",
-                        help="recipe YAML (repeat, or give a folder, for the augmentation family; spatial-bias: "
-                             "one per --checkpoint)")
+    parser.add_argument("--config", action="extend", nargs="+", default=[], metavar="RECIPE",
+                        help="recipe YAML (several, or a folder, for the augmentation family; spatial-bias: one per "
+                             "--checkpoint); section.key=value overrides may follow it")
     parser.add_argument("--out", required=True, metavar="DIR", help="results go to DIR/NAME/; trainings to DIR/runs/")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="CKPT",
                         help="test this checkpoint instead of training one (spatial-bias: up to two, "
@@ -26,6 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="synthesise a dataset made for the studies and run on it with configs/demo/studies")
     parser.add_argument("--epochs", type=int, help="demo: epochs of every training (default: the recipes')")
     parser.add_argument("--train-per-class", type=int, help="demo: training videos per class and orientation")
+    parser.add_argument("--val-per-class", type=int, help="demo: validation videos per class and orientation")
     parser.add_argument("--test-per-class", type=int, help="demo: test videos per class and orientation")
     parser.add_argument("--frame-model", help="temporal: the frame-level model (default: tiny -> tiny_frame, "
                         "uniformer_s -> uniformer_s_frame)")
@@ -72,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     from pmv.studies.common import StudyRequest, is_main, with_overrides
 
     out = Path(args.out)
+    # `--config RECIPE a.b=c`: argparse hands the overrides that follow --config to it; they are overrides.
+    overrides = [v for v in args.config if "=" in v and not Path(v).exists()]
+    args.config = [v for v in args.config if v not in overrides]
+    args.overrides = list(args.overrides) + overrides
     if args.demo:
         from pmv.studies.runner import DemoOptions, run_demo, summary_tables
 
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
                               extra_overrides=list(args.overrides))
         if args.train_per_class:
             options.train_per_class = args.train_per_class
+        if args.val_per_class:
+            options.val_per_class = args.val_per_class
         if args.test_per_class:
             options.test_per_class = args.test_per_class
         outcomes = run_demo(options)
