@@ -74,7 +74,8 @@ def run(request: StudyRequest) -> StudyOutcome:
     if is_main():
         labels = {"ordered": "in order", "reversed": "reversed", "shuffled": "shuffled",
                   "single_frame": "one frame", "frame_model": f"frame model\n({frame_name})"}
-        groups = {labels[k]: {"all classes": v, **by_kind.get(k, {})} for k, v in top1.items()}
+        groups = {labels[k]: {"all classes": v, **{f"{kind} classes": x for kind, x in by_kind.get(k, {}).items()}}
+                  for k, v in top1.items()}
         figures.append(plot_bars(groups, out / "temporal_top1.png", chance=100.0 / max(1, len(class_names)),
                                  title=f"{config.model.name}: frame order at test time, and a frame-level model"))
         kind_names = sorted({kind for row in by_kind.values() for kind in row})
