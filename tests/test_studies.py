@@ -313,3 +313,28 @@ def test_audio_study_trains_visual_audio_visual_and_audio_only_alike(mixed_data,
     assert trained["audio-audio"].config.model.options == {"modality": "audio"}
     assert len({(t.config.train.epochs, t.config.train.seed) for t in trained.values()}) == 1  # trained alike
     assert (tmp_path / "audio" / "audio_top1.png").is_file()
+
+
+def test_tiny_av_trains_tests_and_resumes_exactly_through_the_engine(mixed_data, tmp_path):
+    from pmv.engine import checkpointing as ckpt
+    from pmv.engine.evaluator import evaluate_checkpoint
+    from pmv.engine.trainer import train
+
+    config = tiny_config(mixed_data, tmp_path, **{"data.audio": "true", "data.audio_negatives": "true",
+                                                  "data.audio_frames": 16, "data.audio_mel_bins": 16,
+                                                  "model.name": "tiny_av", "train.epochs": 2,
+                                                  "train.eval_period": 2, "train.checkpoint_period": 1})
+
+    def run(folder, epochs, resume=None):
+        cfg = replace(config, train=replace(config.train, output_dir=str(tmp_path / folder), epochs=epochs))
+        return train(cfg, device="cpu", resume=resume)
+
+    straight = run("straight", 2)
+    run("split", 1)
+    first = ckpt.list_checkpoints(tmp_path / "split")[-1]
+    resumed = run("split", 2, resume=first)
+    a = ckpt.read_checkpoint(straight.last_checkpoint)["model"]
+    b = ckpt.read_checkpoint(resumed.last_checkpoint)["model"]
+    assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    report = evaluate_checkpoint(straight.last_checkpoint, output_dir=tmp_path / "test", device="cpu")
+    assert report.main.metrics.num_videos == len(CLASSES) * 2 and report.invalid_videos == []

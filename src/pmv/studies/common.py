@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -179,13 +179,13 @@ class StudyRequest:
     out_dir: Path  # this study's folder, <out>/<study>
     runs_dir: Path  # trainings (shared between the studies of one `pmv study all`)
     device: str = "auto"
-    checkpoints: list[Path] = None  # type: ignore[assignment]
-    options: dict = None  # type: ignore[assignment]
+    checkpoints: list[Path] = field(default_factory=list)  # test these instead of training (views, temporal, ...)
+    options: dict = field(default_factory=dict)  # study-specific: frame_model, av_model, temporal_views, ...
 
     def __post_init__(self) -> None:
         self.out_dir, self.runs_dir = Path(self.out_dir), Path(self.runs_dir)
-        self.checkpoints = [Path(c) for c in (self.checkpoints or [])]
-        self.options = dict(self.options or {})
+        self.checkpoints = [Path(c) for c in self.checkpoints]
+        self.options = dict(self.options)
         if not self.configs:
             raise ConfigError("a study needs a recipe: pass --config RECIPE.yaml")
 
