@@ -79,9 +79,12 @@ def run_demo(options: DemoOptions) -> dict[str, StudyOutcome]:
     from pmv.acquire.synth import SynthOptions, synthesize
     from pmv.studies.format import split_by_orientation
 
+    from pmv.studies.common import setup_device
+
     started = time.perf_counter()
     out = Path(options.out_dir)
     recipes = find_demo_recipes(options.recipes)
+    setup_device(options.device)  # under torchrun: join the group before rank 0 writes lists the others read
     unknown = [s for s in options.studies if s not in MODULES]
     if unknown:
         raise ConfigError(f"unknown studies {unknown}; choose from {', '.join(STUDIES)}")
