@@ -79,6 +79,7 @@ SOUND_CLASSES: dict[str, float] = {
 KIND_CLASSES: dict[str, dict] = {"motion": MOTION_CLASSES, "position": POSITION_CLASSES, "sound": SOUND_CLASSES}
 KINDS = tuple(KIND_CLASSES)
 ORIENTATIONS = ("portrait", "landscape", "mixed")
+BACKGROUNDS = ("textured", "plain")
 LANDSCAPE_BAND = 0.3  # fraction of a landscape frame's height that makes the top (and the bottom) band
 
 
@@ -93,6 +94,7 @@ class SynthOptions:
     test_per_class: int = 8
     size: tuple[int, int] = (160, 90)  # H x W, portrait (landscape videos are W x H)
     orientation: str = "portrait"  # portrait | landscape | mixed (alternating per video)
+    background: str = "textured"  # textured (blurred random texture) | plain (one random colour; easier to learn)
     duration: float = 2.0  # seconds
     fps: int = 15
     audio_sample_rate: int = 16000
@@ -203,6 +205,8 @@ def _validate(options: SynthOptions) -> None:
         raise DataError(f"size {height}x{width} must have even sides (H.264 yuv420p) and a width of at least 32")
     if options.orientation not in ORIENTATIONS:
         raise DataError(f"orientation {options.orientation!r} is not one of {', '.join(ORIENTATIONS)}")
+    if options.background not in BACKGROUNDS:
+        raise DataError(f"background {options.background!r} is not one of {', '.join(BACKGROUNDS)}")
     if options.gop < 0:
         raise DataError(f"gop must be >= 0 (0 = one keyframe per second), got {options.gop}")
     if options.fps <= 0 or options.duration <= 0:
@@ -220,9 +224,11 @@ def _rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A random base colour with a blurred random texture (float32 H x W x 3)."""
+def _background(rng: np.random.Generator, height: int, width: int, kind: str = "textured") -> np.ndarray:
+    """A random base colour with a blurred random texture (float32 H x W x 3); ``plain``: the colour alone."""
     base = rng.uniform(40, 215, size=3)
+    if kind == "plain":
+        return np.broadcast_to(base.astype(np.float32), (height, width, 3)).copy()
     coarse = rng.normal(0, 1, size=(height // 8 + 2, width // 8 + 2, 3))
     rows = np.linspace(0, coarse.shape[0] - 1.001, height)
     cols = np.linspace(0, coarse.shape[1] - 1.001, width)
@@ -311,7 +317,7 @@ def render_frames(job: _VideoJob, rng: np.random.Generator) -> np.ndarray:
     height, width = _job_size(job)
     num_frames = round(options.duration * options.fps)
     times = np.arange(num_frames) / options.fps
-    background = _background(rng, height, width)
+    background = _background(rng, height, width, options.background)
     colour = _object_colour(rng, background)
     size = int(round(rng.uniform(0.16, 0.28) * min(width, height)))
     if job.kind == "position":

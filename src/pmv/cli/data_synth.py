@@ -40,6 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--orientation", choices=("portrait", "landscape", "mixed"), default=defaults.orientation,
         help="portrait (HxW of --size), landscape (turned: WxH) or mixed (alternating; for `pmv study format`)",
     )
+    parser.add_argument("--background", choices=("textured", "plain"), default=defaults.background,
+                        help="textured (default) or plain (one random colour per video: easier for small models)")
     parser.add_argument("--duration", type=float, default=defaults.duration, help="seconds, default: %(default)s")
     parser.add_argument("--fps", type=int, default=defaults.fps, help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         test_per_class=args.test,
         size=args.size,
         orientation=args.orientation,
+        background=args.background,
         duration=args.duration,
         fps=args.fps,
         seed=args.seed,
