@@ -338,3 +338,26 @@ def test_tiny_av_trains_tests_and_resumes_exactly_through_the_engine(mixed_data,
     assert a.keys() == b.keys() and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     report = evaluate_checkpoint(straight.last_checkpoint, output_dir=tmp_path / "test", device="cpu")
     assert report.main.metrics.num_videos == len(CLASSES) * 2 and report.invalid_videos == []
+
+
+def test_synth_orientation_class_list_and_plain_background(tmp_path):
+    from pmv.acquire.synth import SynthOptions, synthesize
+    from pmv.errors import DataError
+    from pmv.video import VideoReader, probe
+
+    options = SynthOptions(class_names=("tone 800 Hz", "waving at the top"), orientation="landscape",
+                           background="plain", size=(56, 32), duration=1.0, fps=8, train_per_class=1,
+                           val_per_class=0, test_per_class=0, workers=1)
+    summary = synthesize(tmp_path / "l", options, progress=False)
+    assert [c.name for c in summary.classes] == ["tone 800 Hz", "waving at the top"]
+    assert [c.kind for c in summary.classes] == ["sound", "position"]
+    videos = sorted(Path(summary.root).glob("*.mp4"))
+    assert {(probe(v).height, probe(v).width) for v in videos} == {(32, 56)}
+    with VideoReader(str(videos[0])) as reader:  # a sound class: plain background, a wandering object
+        frame = reader.get_frames([0])[0].float()
+    corner = frame[:4, :4].reshape(-1, 3)
+    assert corner.std(0).max() < 12  # one colour plus encoder noise, no texture
+    with pytest.raises(DataError, match="unknown synthetic class"):
+        synthesize(tmp_path / "x", replace(options, class_names=("moving sideways", "tone 800 Hz")), progress=False)
+    with pytest.raises(DataError, match="orientation"):
+        synthesize(tmp_path / "x", replace(options, orientation="square"), progress=False)
