@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -267,9 +268,15 @@ def test_run_key_changes_with_config_and_lists(mixed_data, tmp_path):
     for name in ("train.csv", "val.csv", "test.csv", "class_name_mapping.csv"):
         (copy / name).write_text((Path(mixed_data.list_dir) / name).read_text())
     moved = replace(config, data=replace(config.data, list_dir=str(copy)))
-    same_lists = run_key(moved)
+    first_video = Path(mixed_data.root) / (copy / "train.csv").read_text().split(",", 1)[0]
+    stat = first_video.stat()
+    os.utime(first_video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed_file = run_key(moved)
+    os.utime(first_video, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    restored = run_key(moved)
+    assert changed_file != restored  # a video rewritten under its name
     (copy / "train.csv").write_text((copy / "train.csv").read_text().split("\n", 1)[1])
-    assert run_key(moved) != same_lists
+    assert run_key(moved) != restored  # a video dropped from the list
 
 
 def test_augmentation_refuses_different_budgets(mixed_data, tmp_path):

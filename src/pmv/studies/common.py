@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from pmv.config import Config, config_from_dict, config_to_dict
-from pmv.errors import CheckpointError, ConfigError
+from pmv.errors import CheckpointError, ConfigError, PmvError
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,27 @@ def barrier() -> None:
 
 
 def _list_digest(config: Config) -> str:
-    """Contents of the train and val lists and the class names, so a changed dataset is a new training."""
-    from pmv.data.annotations import class_names_file, list_file
+    """The train and val videos (path, size, modification time) and the class names, so a changed dataset (new
+    lists, or new files under the same names) is a new training."""
+    from pmv.data.annotations import class_names_file, load_split
 
     digest = hashlib.sha1()
-    for path in (list_file(config.data, "train"), list_file(config.data, "val"), class_names_file(config.data)):
+    try:
+        digest.update(Path(class_names_file(config.data)).read_bytes())
+    except OSError:
+        digest.update(b"-")
+    for split in ("train", "val"):
         try:
-            digest.update(Path(path).read_bytes())
-        except OSError:
+            annotations = load_split(config.data, split, check_files=False)
+        except (FileNotFoundError, PmvError):
             digest.update(b"-")
+            continue
+        for path, label in zip(annotations.paths, annotations.labels):
+            try:
+                stat = os.stat(path)
+                digest.update(f"{os.path.abspath(path)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{path}|{label}|missing\n".encode())
     return digest.hexdigest()
 
 
