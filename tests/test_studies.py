@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pmv.config import config_from_dict, config_to_dict, load_config
+from pmv.config import Config, config_to_dict, load_config
 from pmv.studies.common import StudyRequest, run_key
 from pmv.studies.datasets import (
     ORDERS, FrameOrderDataset, ProbeDataset, frame_order, mean_frame, probe_positions,
@@ -34,7 +34,7 @@ def mixed_data(tmp_path_factory):
     return synthesize(out, options, progress=False)
 
 
-def tiny_config(summary, tmp_path, **extra) -> "Config":  # noqa: F821
+def tiny_config(summary, tmp_path, **extra) -> Config:
     overrides = [*summary.config_overrides(), "data.num_frames=4", "data.sampling_rate=2", "train.epochs=1",
                  "train.batch_size=2", "train.num_workers=0", "train.eval_period=1", "test.short_side=32",
                  "test.crop=[24,24]", "transform.jitter_scales=[32,36]", "transform.train_crop=[24,24]",

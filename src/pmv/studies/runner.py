@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pmv
-from pmv.config import Config, load_config
+from pmv.config import load_config
 from pmv.errors import ConfigError
 from pmv.studies import STUDIES
 from pmv.studies.common import StudyOutcome, StudyRequest, is_main, markdown_table
