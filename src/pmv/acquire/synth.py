@@ -225,10 +225,12 @@ def _rng(seed: int, key: str) -> np.random.Generator:
 
 
 def _background(rng: np.random.Generator, height: int, width: int, kind: str = "textured") -> np.ndarray:
-    """A random base colour with a blurred random texture (float32 H x W x 3); ``plain``: the colour alone."""
-    base = rng.uniform(40, 215, size=3)
+    """A random base colour with a blurred random texture (float32 H x W x 3); ``plain``: one mid-tone colour
+    alone (mid tones leave every object colour room to stand out)."""
     if kind == "plain":
+        base = rng.uniform(90, 160, size=3)
         return np.broadcast_to(base.astype(np.float32), (height, width, 3)).copy()
+    base = rng.uniform(40, 215, size=3)
     coarse = rng.normal(0, 1, size=(height // 8 + 2, width // 8 + 2, 3))
     rows = np.linspace(0, coarse.shape[0] - 1.001, height)
     cols = np.linspace(0, coarse.shape[1] - 1.001, width)
