@@ -231,7 +231,10 @@ def test_spatial_bias_study_writes_a_16x9_grid_per_checkpoint(mixed_data, tmp_pa
     # an untrained model's per-position accuracy is a fraction of the 3 portrait test videos
     counts = grid.ravel() * 3 / 100
     assert np.allclose(counts, np.round(counts), atol=1e-3) and counts.min() >= 0 and counts.max() <= 3
+    per_class = body["probes"]["Probing-P"]["top1_per_class"]
+    assert set(per_class) == set(CLASSES) and np.array(per_class["moving up"]).shape == (16, 9)
     assert (tmp_path / "sb" / "probe_heatmap.png").is_file()
+    assert (tmp_path / "sb" / "probe_per_class.png").is_file()
 
 
 def test_format_and_augmentation_train_and_share_runs(mixed_data, tmp_path):

@@ -30,6 +30,7 @@ from pmv.studies.datasets import PROBE_STEPS, ProbeDataset, mean_frame, probe_po
 
 log = logging.getLogger(__name__)
 
+MAX_CLASS_PANELS = 12  # per-class heatmaps are drawn for datasets with at most this many classes
 SCORE_TABLE_BYTES = 512 * 2**20  # per pass: videos x positions x classes float64 scores of the engine's aggregation
 
 
@@ -38,8 +39,8 @@ def positions_per_pass(num_videos: int, num_classes: int, total: int) -> int:
 
 
 def probe_checkpoint(model, config: Config, class_names: list[str], out: Path, device,
-                     steps=PROBE_STEPS) -> Optional[np.ndarray]:
-    """Top-1 (%) per position, ``steps[0] x steps[1]`` (rank 0; None elsewhere)."""
+                     steps=PROBE_STEPS) -> tuple[Optional[np.ndarray], dict[str, np.ndarray]]:
+    """Top-1 (%) per position, ``steps[0] x steps[1]``, overall and per class (rank 0; None and {} elsewhere)."""
     from pmv.data.annotations import load_split
     from pmv.engine import metrics as M
     from pmv.engine.evaluator import run_test
@@ -51,6 +52,7 @@ def probe_checkpoint(model, config: Config, class_names: list[str], out: Path, d
     config = replace(config, test=test)
     per_pass = positions_per_pass(len(annotations.paths), len(names), len(positions))
     top1 = np.zeros(len(positions))
+    per_class = np.zeros((len(names), len(positions)))
     passes = math.ceil(len(positions) / per_pass)
     for index in range(passes):
         chunk = positions[index * per_pass:(index + 1) * per_pass]
@@ -65,7 +67,12 @@ def probe_checkpoint(model, config: Config, class_names: list[str], out: Path, d
             rows = slice(p * videos, (p + 1) * videos)
             metrics = M.compute_test_metrics(saved["scores"][rows], saved["labels"][rows], saved["valid"][rows])
             top1[index * per_pass + p] = metrics.top1
-    return top1.reshape(steps) if is_main() else None
+            for row in metrics.per_class:
+                per_class[row["class_index"], index * per_pass + p] = row["top1"]
+    if not is_main():
+        return None, {}
+    present = set(annotations.labels)
+    return top1.reshape(steps), {names[c]: per_class[c].reshape(steps) for c in sorted(present)}
 
 
 def run(request: StudyRequest) -> StudyOutcome:
@@ -90,10 +97,10 @@ def run(request: StudyRequest) -> StudyOutcome:
         run_ = model_run(request.config, request.runs_dir, device=request.device)
         trained["probe"] = run_
         targets.append((labels[0], run_.checkpoint, run_.config))
-    panels, grids = [], {}
+    panels, grids, by_class = [], {}, {}
     for label, checkpoint, config in targets:
         model, config, class_names = load_for_test(checkpoint, device, config)
-        grid = probe_checkpoint(model, config, class_names, out / label, device)
+        grid, class_grids = probe_checkpoint(model, config, class_names, out / label, device)
         if grid is None:
             continue
         from pmv.data.annotations import load_split
@@ -102,6 +109,7 @@ def run(request: StudyRequest) -> StudyOutcome:
         panels.append({"title": f"{label}: {Path(checkpoint).parent.parent.name}\n(mean {grid.mean():.1f}%)",
                        "top1": grid, "background": mean_frame(paths, config.test)})
         grids[label] = (grid, checkpoint, config)
+        by_class[label] = class_grids
     first = next(iter(grids.values()), None)
     results = {
         "top1": first[0].round(2).tolist() if first else None,
@@ -109,17 +117,27 @@ def run(request: StudyRequest) -> StudyOutcome:
         "steps": list(PROBE_STEPS),
         "positions": "rh = linspace(0,1,16) along H (row 0 = top), rw = linspace(0,1,9) along W",
         "probes": {label: {"top1": g.round(2).tolist(), "checkpoint": str(c), "crop": list(cfg.test.crop),
-                           "short_side": cfg.test.short_side, "test_list": cfg.data.list_dir}
+                           "short_side": cfg.test.short_side, "test_list": cfg.data.list_dir,
+                           "top1_per_class": {name: v.round(2).tolist() for name, v in by_class[label].items()}}
                    for label, (g, c, cfg) in grids.items()},
     }
     figures = []
     if is_main() and panels:
         figures.append(plot_probe_heatmaps(panels, out / "probe_heatmap.png",
                                            title="top-1 (%) per crop position (16 x 9 grid)"))
+        first_label = next(iter(grids))
+        class_grids = by_class[first_label]
+        if 1 < len(class_grids) <= MAX_CLASS_PANELS:  # where in the frame each class is recognised
+            background = panels[0]["background"]
+            figures.append(plot_probe_heatmaps(
+                [{"title": name, "top1": grid, "background": background} for name, grid in class_grids.items()],
+                out / "probe_per_class.png", title=f"{first_label}: top-1 (%) per crop position, per class"))
         lines = ["# Study: spatial bias (16 x 9 crop probe)", "",
                  "Each checkpoint tested with one crop per position on a 16 x 9 grid of relative centres (the seed's "
                  "`TEST.DENSE_SPATIAL_CROP`); top-1 (%) per position, row 0 = top of the frame.", "",
                  "![probe](probe_heatmap.png)", ""]
+        if (out / "probe_per_class.png").is_file():
+            lines += ["Per class (first checkpoint):", "", "![per class](probe_per_class.png)", ""]
         for label, (grid, checkpoint, config) in grids.items():
             row_means = grid.mean(axis=1)
             lines += [f"## {label}", "",
