@@ -15,9 +15,13 @@ def plot_probe_heatmaps(panels: Sequence[dict], path: str | os.PathLike, title: 
     """One panel per checkpoint: top-1 per crop position (rows = positions along H, top first) drawn over the
     mean test frame. Each panel: ``{"title", "top1": rows x cols, "background": H x W x 3 or None}``."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.8, 6.2), squeeze=False)
+    cols = len(panels) if len(panels) <= 3 else 3
+    rows_of_panels = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_of_panels, cols, figsize=(4.4 * cols + 1.2, 6.4 * rows_of_panels), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
     image = None
-    for ax, panel in zip(axes[0], panels):
+    for index, (ax, panel) in enumerate(zip(axes.flat, panels)):
         grid = np.asarray(panel["top1"], dtype=float)
         background = panel.get("background")
         aspect = 1.0
@@ -33,12 +37,14 @@ def plot_probe_heatmaps(panels: Sequence[dict], path: str | os.PathLike, title: 
                 ax.text((c + 0.5) / cols, (r + 0.5) / rows, f"{grid[r, c]:.0f}", ha="center", va="center",
                         fontsize=6.5, color="white" if grid[r, c] < 60 else "black")
         ax.set_title(panel.get("title", ""), fontsize=10)
-        ax.set_xlabel("crop centre, relative width")
-        ax.set_ylabel("crop centre, relative height (0 = top)")
+        if index // cols == rows_of_panels - 1 or index + cols >= len(panels):
+            ax.set_xlabel("crop centre, relative width")
+        if index % cols == 0:
+            ax.set_ylabel("crop centre, relative height (0 = top)")
         ax.set_xticks([0, 0.5, 1])
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
     if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="top-1 (%)")
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="top-1 (%)")
     if title:
         fig.suptitle(title, fontsize=11)
     return _save(fig, Path(path))
@@ -113,10 +119,11 @@ def plot_bars(groups: Mapping[str, Mapping[str, Optional[float]]], path: str | o
     ax.set_xticks(np.arange(len(group_names)))
     ax.set_xticklabels(group_names)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 128)  # room above 100 % for the legend
+    ax.set_yticks(range(0, 101, 20))
     ax.grid(alpha=0.3, axis="y")
     if len(series) > 1 or chance is not None:
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="upper center", ncol=len(series) + (chance is not None), frameon=False)
     if title:
         ax.set_title(title)
     return _save(fig, Path(path))
