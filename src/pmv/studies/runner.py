@@ -192,6 +192,10 @@ def summary_tables(outcomes: dict[str, StudyOutcome]) -> str:
                     return sum(values) / len(values)
 
                 table.append([label, pct(mean(g)), pct(mean(g[0:4])), pct(mean(g[6:10])), pct(mean(g[12:16]))])
+                per_class = probe.get("top1_per_class", {})
+                if len(per_class) <= 12:  # where in the frame each class is recognised
+                    table += [[f"{label}, {name}", pct(mean(c)), pct(mean(c[0:4])), pct(mean(c[6:10])),
+                               pct(mean(c[12:16]))] for name, c in per_class.items()]
             if not grid:
                 table.append(["-", "-", "-", "-", "-"])
         elif name == "augmentation":
