@@ -8,11 +8,14 @@ copies) for
   (a) the reader alone: open the file, pick the clip's frames, decode them;
   (b) the whole training pipeline in one process (reader + transforms, both augmented copies);
   (c) the DataLoader with 2 workers over the same dataset.
-Goals: (b) >= 0.85 x (a) and (c) >= 1.7 x (b). Prints a markdown table, then the transforms alone (ms per augmented
-copy, with and without RandAugment, on frames decoded beforehand). The machine may be shared, so the
-measurements alternate over rounds (best round kept) and single-process rates are also given per CPU-second of
-the process, which other load barely changes; for (c) the main process's CPU per clip shows how far 2 workers
-can scale on 2 free cores.
+Goals: (b) >= 0.95 x (a), the transforms <= 5 ms per augmented 16x256x192 copy with RandAugment, and (c) >= 1.7 x
+(b). Prints a markdown table, then the transforms alone (ms per augmented copy, with and without RandAugment, on
+frames decoded beforehand), and ends with one line:
+``loader: pipeline/reader <r> x, transform <ms> ms per copy, <w>-worker loader/pipeline <s> x``
+where r and ms are per CPU-second of the process (steady on a shared machine) and s is on the wall clock.
+The machine may be shared, so the measurements alternate over rounds (best round kept) and single-process rates
+are also given per CPU-second of the process, which other load barely changes; for (c) the main process's CPU per
+clip shows how far 2 workers can scale on 2 free cores.
 
     python benchmarks/loader.py [--videos 4] [--seconds 6] [--gop 250] [--clips 16] [--rounds 3] [--workers 2]
                                 [--dir /tmp/pmv-bench]   (videos are made once per setting and kept there)
@@ -111,15 +114,16 @@ def decoded_clips(data: DataConfig, paths: list[str], count: int, seed: int) -> 
     return clips
 
 
-def transforms_only(dataset, clips: list[torch.Tensor], seed: int) -> float:
-    """Seconds per augmented copy of the train transform alone (same draws as the dataset: ops, crop, flip, erase),
-    each clip transformed ``num_sample`` times in a row as the dataset does."""
+def transforms_only(dataset, clips: list[torch.Tensor], seed: int) -> tuple[float, float]:
+    """Wall and CPU seconds per augmented copy of the train transform alone (same draws as the dataset: ops, crop,
+    flip, erase), each clip transformed ``num_sample`` times in a row as the dataset does."""
     generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for frames in clips:
         for _ in range(dataset.num_sample):
             dataset.transform(frames, generator)
-    return (time.perf_counter() - start) / (len(clips) * dataset.num_sample)
+    copies = len(clips) * dataset.num_sample
+    return (time.perf_counter() - start) / copies, (time.process_time() - cpu) / copies
 
 
 def loader(dataset, clips: int, workers: int, seed: int, batch: int = 2) -> tuple[float, float]:
@@ -167,8 +171,10 @@ def main() -> None:
         c, main_cpu = max(c, rate), min(main_cpu, cpu_per_clip)
     # Detail: the transforms alone on decoded frames (best of the rounds), to split (b) into decode + transforms.
     frames = decoded_clips(data, paths, min(args.clips, 8), args.seed)
-    copy_ra = min(transforms_only(dataset, frames, args.seed + r) for r in range(args.rounds))
-    copy_plain = min(transforms_only(plain, frames, args.seed + r) for r in range(args.rounds))
+    timed = [transforms_only(dataset, frames, args.seed + r) for r in range(args.rounds)]
+    copy_ra, cpu_ra = (min(values) for values in zip(*timed))
+    timed = [transforms_only(plain, frames, args.seed + r) for r in range(args.rounds)]
+    copy_plain, cpu_plain = (min(values) for values in zip(*timed))
     del frames
     print(f"\n720x1280 portrait, {len(paths)} videos of {args.seconds:g} s, keyframe every {args.gop} frames; "
           f"rect_256x192 recipe (16x4 @30fps, RandAugment, erasing, num_sample 2); torch threads 1; "
@@ -178,19 +184,24 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(f"| (a) reader alone | {a.wall:.2f} | {a.cpu:.2f} | | |")
     print(f"| (b) full pipeline, 1 process | {b.wall:.2f} | {b.cpu:.2f} | {b.wall / a.wall:.2f} x (a) "
-          f"(CPU: {b.cpu / a.cpu:.2f}) | >= 0.85 x (a) |")
+          f"(CPU: {b.cpu / a.cpu:.2f}) | >= 0.95 x (a) |")
     print(f"| (b') same without RandAugment | {b_plain.wall:.2f} | {b_plain.cpu:.2f} | {b_plain.wall / a.wall:.2f} x (a) "
           f"(CPU: {b_plain.cpu / a.cpu:.2f}) | |")
     print(f"| (c) DataLoader, {args.workers} workers | {c:.2f} | | {c / b.wall:.2f} x (b) | >= 1.7 x (b) |")
     per_clip = dataset.num_sample
-    budget = (1 / 0.85 - 1) * 1000 / a.wall  # what the goal (b) >= 0.85 x (a) leaves for all the copies of a clip
+    budget = (1 / 0.95 - 1) * 1000 / a.wall  # what the goal (b) >= 0.95 x (a) leaves for all the copies of a clip
     print(f"\nTransforms alone on decoded frames (best of {args.rounds} rounds): {1000 * copy_ra:.1f} ms per copy with "
-          f"RandAugment, {1000 * copy_plain:.1f} ms without; {per_clip} copies per clip: {per_clip * 1000 * copy_ra:.0f} ms "
+          f"RandAugment ({1000 * cpu_ra:.1f} ms CPU), {1000 * copy_plain:.1f} ms without ({1000 * cpu_plain:.1f} ms "
+          f"CPU); {per_clip} copies per clip: {per_clip * 1000 * copy_ra:.0f} ms "
           f"per clip next to {1000 / a.wall:.0f} ms of decoding (the goal leaves about {budget:.0f} ms).")
     # On n free cores shared by n workers and the main process, each clip costs worker + main CPU time.
     bound = args.workers / (1 + main_cpu * b.cpu)
     print(f"\nMain process during (c): {1000 * main_cpu:.1f} ms CPU per clip (a worker: {1000 / b.cpu:.0f} ms), so "
           f"{args.workers} workers on {args.workers} otherwise idle cores can reach about {bound:.2f} x (b).")
+    # The summary takes the single-process numbers per CPU-second (a shared machine's load barely moves them);
+    # worker scaling can only be measured on the wall clock.
+    print(f"\nloader: pipeline/reader {b.cpu / a.cpu:.2f} x, transform {1000 * cpu_ra:.1f} ms per copy, "
+          f"{args.workers}-worker loader/pipeline {c / b.wall:.2f} x")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
     .venv/bin/python benchmarks/models.py                          # every registered model (about 10 minutes)
     .venv/bin/python benchmarks/models.py --models x3d_m,tiny      # a subset
     .venv/bin/python benchmarks/models.py --sizes 256x192 --frames 8
+    .venv/bin/python benchmarks/models.py --bf16-attention          # MViTv2-S, UniFormer-S: bf16 paths only
 
 Per model and crop (H x W) it measures, in one process and on the same inputs:
 
 * forward clips/s in fp32 (eval, no grad) and under bf16 autocast (ratio bf16/fp32 as a column);
 * train-step clips/s (forward, cross-entropy, backward, SGD step; fp32);
 * for attention models that offer ``set_attention_impl`` (MViTv2, UniFormer): forward clips/s with the fused
-  ``scaled_dot_product_attention`` against the explicit ``softmax(QK^T)V`` path (ratio SDPA/math).
+  ``scaled_dot_product_attention`` against the explicit ``softmax(QK^T)V`` path (ratio SDPA/math), in fp32 and
+  under bf16 autocast, where a second table sets the path the models choose by default (``attention_impl="auto"``:
+  explicit on CPU in bf16) against both.
 
 Each function gets one warm-up call; the forward variants of a model are then timed round-robin (so all see the
 same machine load and their ratios hold on a busy machine) until each has run ``--min-seconds`` (at most
@@ -68,16 +71,20 @@ def bench_model(name: str, frames: int, height: int, width: int, args) -> dict:
 
     variants = {"fwd_fp32": forward, "fwd_bf16": forward_bf16}
     if hasattr(model, "set_attention_impl"):
-        def forward_with(impl):
+        def forward_with(impl, run_forward=forward):
             def run():
                 model.set_attention_impl(impl)
-                forward()
+                run_forward()
+                model.set_attention_impl("auto")
             return run
 
-        variants.update(fwd_sdpa=forward_with("sdpa"), fwd_math=forward_with("math"))
+        variants.update(fwd_sdpa=forward_with("sdpa"), fwd_math=forward_with("math"),
+                        bf16_sdpa=forward_with("sdpa", forward_bf16), bf16_math=forward_with("math", forward_bf16))
+    if args.bf16_attention:
+        variants = {key: variants[key] for key in ("fwd_bf16", "bf16_sdpa", "bf16_math") if key in variants}
     row.update(interleaved_rates(variants, args.min_seconds, args.max_iters))
-    if hasattr(model, "set_attention_impl"):
-        model.set_attention_impl("sdpa")
+    if args.bf16_attention:
+        return row
 
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -107,20 +114,30 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=1.0, help="time each measurement at least this long")
     parser.add_argument("--max-iters", type=int, default=5, help="at most this many timed calls per measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    parser.add_argument("--bf16-attention", action="store_true",
+                        help="only the bf16 forwards of the attention models: chosen path vs SDPA vs explicit")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.models.split(",") if n.strip()] or list_models()
+    if args.bf16_attention and not args.models:
+        names = ["mvitv2_s", "uniformer_s"]
     sizes = [parse_input_size(f"{args.frames}x{s}") for s in args.sizes.split(",") if s.strip()]
 
     print(f"# Model throughput, batch 1, CPU ({platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__})\n")
-    print("| model | input TxHxW | fwd fp32 clips/s | fwd bf16 clips/s | bf16 / fp32 | train step clips/s "
-          "| fwd SDPA clips/s | fwd math clips/s | SDPA / math |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    if not args.bf16_attention:
+        print("| model | input TxHxW | fwd fp32 clips/s | fwd bf16 clips/s | bf16 / fp32 | train step clips/s "
+              "| fwd SDPA clips/s | fwd math clips/s | SDPA / math |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    attention_rows = []
     for name in names:
         for frames, height, width in sizes:
             row = bench_model(name, frames, height, width, args)
+            if "bf16_sdpa" in row:
+                attention_rows.append(row)
+            if args.bf16_attention:
+                continue
             sdpa, math_ = row.get("fwd_sdpa"), row.get("fwd_math")
             print(
                 f"| {row['model']} | {row['input']} | {fmt(row['fwd_fp32'])} | {fmt(row['fwd_bf16'])} "
@@ -128,6 +145,16 @@ def main() -> None:
                 f"| {fmt(sdpa / math_ if sdpa and math_ else None)} |",
                 flush=True,
             )
+    if attention_rows:
+        print("\nForwards under bf16 autocast on CPU: the path the models choose (auto) against SDPA and the explicit "
+              "path, same process, interleaved\n")
+        print("| model | input TxHxW | chosen (auto) clips/s | SDPA clips/s | explicit clips/s | chosen / SDPA "
+              "| chosen / explicit |")
+        print("|---|---|---|---|---|---|---|")
+        for row in attention_rows:
+            auto, sdpa, math_ = row["fwd_bf16"], row["bf16_sdpa"], row["bf16_math"]
+            print(f"| {row['model']} | {row['input']} | {fmt(auto)} | {fmt(sdpa)} | {fmt(math_)} | {fmt(auto / sdpa)} "
+                  f"| {fmt(auto / math_)} |")
 
 
 if __name__ == "__main__":

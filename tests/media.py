@@ -23,6 +23,7 @@ import struct
 from pathlib import Path
 
 import av
+import av.bitstream
 import numpy as np
 
 __all__ = [
@@ -32,8 +33,12 @@ __all__ = [
     "frame_times",
     "make_audio_only",
     "make_video",
+    "chirp",
+    "make_video_streams",
     "read_index",
     "render_frame",
+    "set_flv_frame_rate",
+    "split_hidden_frames",
     "trim_start_with_edit_list",
     "truncate",
 ]
@@ -170,10 +175,23 @@ def _sine(seconds: float, sample_rate: int, channels: int, frequency: float) -> 
     return np.repeat(tone[None, :], channels, axis=0)
 
 
-def _mux_audio_chunks(container, stream, samples: np.ndarray, sample_rate: int):
+def chirp(times: np.ndarray) -> np.ndarray:
+    """The ``audio_signal="chirp"`` sound at ``times`` seconds: a sweep from 300 to 1500 Hz over 4 s (then
+    again), amplitude 0.5. Unlike a steady tone it looks like itself at one time shift only, so alignment can
+    be measured by cross-correlation."""
+    phase_time = np.mod(times, 4.0)
+    return (0.5 * np.sin(2 * np.pi * (300 * phase_time + 150 * phase_time**2))).astype(np.float32)
+
+
+def _mux_audio_chunks(container, stream, samples: np.ndarray, sample_rate: int, gap: tuple | None = None):
     layout = "mono" if samples.shape[0] == 1 else "stereo"
     chunk = 1024
+    skip = None
+    if gap is not None:  # samples in [at, at + length) seconds are not written: the timestamps jump
+        skip = (int(round(gap[0] * sample_rate)) // chunk * chunk, int(round((gap[0] + gap[1]) * sample_rate)))
     for start in range(0, samples.shape[1], chunk):
+        if skip is not None and skip[0] <= start < skip[1]:
+            continue
         part = np.ascontiguousarray(samples[:, start : start + chunk])
         frame = av.AudioFrame.from_ndarray(part, format="fltp", layout=layout)
         frame.sample_rate = sample_rate
@@ -206,6 +224,12 @@ def make_video(
     faststart: bool = False,
     crf: int = 18,
     open_gop: bool = False,
+    muxer_options: dict | None = None,
+    display_matrix=None,
+    coded_picture=None,
+    audio_codec: str = "aac",
+    audio_signal: str = "sine",
+    audio_gap: tuple[float, float] | None = None,
 ) -> Path:
     """Write a real video file and return its path.
 
@@ -222,7 +246,14 @@ def make_video(
     encoder name (``libx264``, ``libx265``, ``mpeg4``, ``libvpx-vp9`` with a ``.webm`` path). ``faststart``:
     put the index (moov) before the data, as streaming sites do. ``crf``: x264/x265 quality (lower = better).
     ``open_gop``: keyframes after the first are not IDR and the B-frames shown just before them are coded after
-    them, referencing the previous GOP (x264/x265).
+    them, referencing the previous GOP (x264/x265). ``muxer_options``: options for the container's muxer (e.g.
+    ``{"live": "1"}`` for a WebM written as a live stream, with no duration). ``display_matrix``: nine int32
+    values written as the stream's display matrix instead of ``rotation``, with ``coded_picture`` the function
+    that turns the upright picture into the stored one (what FFmpeg's autorotate undoes for that matrix).
+    ``codec="libsvtav1"`` writes AV1 whose temporal units carry hidden alt-ref frames. ``audio_codec``: ``aac``
+    or ``libopus`` (48 kHz, for WebM/MKV); ``audio_signal="chirp"`` writes ``chirp(t)`` instead of the tone;
+    ``audio_gap=(at, length)`` leaves that many seconds of audio out from ``at`` on (rounded to whole 1024-sample
+    frames at the start), so the audio timestamps jump there while the later sound stays at its own time.
     """
     path = Path(path)
     if height % 2 or width % 2:
@@ -236,9 +267,12 @@ def make_video(
         raise ValueError(f"at most {MAX_INDEX + 1} frames can carry an index")
     quarter_turns = (rotation // 90) % 4
     coded_height, coded_width = (width, height) if quarter_turns % 2 else (height, width)
+    if coded_picture is not None:
+        coded_height, coded_width = coded_picture(np.zeros((height, width, 1), dtype=np.uint8)).shape[:2]
     times = frame_times(num_frames, fps, vfr=vfr, start_time=start_time)
 
     container_options = {"movflags": "+faststart"} if faststart else {}
+    container_options.update(muxer_options or {})
     container = av.open(str(path), mode="w", options=container_options)
     try:
         stream = container.add_stream(codec, rate=fps)
@@ -267,17 +301,22 @@ def make_video(
             }
         elif codec == "libvpx-vp9":
             stream.codec_context.options = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"}
-        if rotation % 360:
+        elif codec == "libsvtav1":
+            stream.codec_context.options = {"preset": "12", "crf": "30", "svtav1-params": f"keyint={gop}:lp=1"}
+        if display_matrix is not None:
+            stream.set_display_matrix(list(display_matrix))
+        elif rotation % 360:
             stream.set_display_rotation(rotation)
         audio_stream = None
         if audio:
-            audio_stream = container.add_stream("aac", rate=audio_sample_rate,
+            audio_stream = container.add_stream(audio_codec, rate=audio_sample_rate,
                                                 layout="mono" if audio_channels == 1 else "stereo")
         for i in range(num_frames):
             picture = render_frame(i, height, width, index_in_pixels=index_in_pixels)
             # Store the picture turned clockwise by the rotation, so that turning it counter-clockwise by the
             # display rotation (what players do) gives it back upright.
-            stored = np.ascontiguousarray(np.rot90(picture, k=-quarter_turns))
+            stored = np.ascontiguousarray(coded_picture(picture) if coded_picture is not None
+                                          else np.rot90(picture, k=-quarter_turns))
             frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
             frame.pts = int(round(times[i] / tick))
             frame.time_base = tick
@@ -288,9 +327,12 @@ def make_video(
         if audio_stream is not None:
             last_gap = (times[-1] - times[-2]) if num_frames > 1 else 1.0 / fps
             seconds = times[-1] + last_gap
-            _mux_audio_chunks(container, audio_stream,
-                              _sine(seconds, audio_sample_rate, audio_channels, audio_frequency),
-                              audio_sample_rate)
+            if audio_signal == "chirp":
+                tone = chirp(np.arange(int(round(seconds * audio_sample_rate))) / audio_sample_rate)
+                samples = np.repeat(tone[None, :], audio_channels, axis=0)
+            else:
+                samples = _sine(seconds, audio_sample_rate, audio_channels, audio_frequency)
+            _mux_audio_chunks(container, audio_stream, samples, audio_sample_rate, audio_gap)
     finally:
         container.close()
     return path
@@ -386,3 +428,64 @@ def trim_start_with_edit_list(src, dst, *, skip_frames: int, fps: int = 30) -> P
             Path(dst).write_bytes(bytes(data))
             return Path(dst)
     raise ValueError(f"{src}: no video track found")
+
+
+def split_hidden_frames(src, dst) -> Path:
+    """Copy a VP9 or AV1 video to ``dst`` with every hidden (alt-ref) frame in a packet of its own that shares
+    the timestamp of the shown frame after it, as some WebM writers store them: more packets than frames."""
+    with av.open(str(src)) as source, av.open(str(dst), mode="w") as target:
+        stream = source.streams.video[0]
+        name = {"vp9": "vp9_superframe_split", "av1": "av1_frame_split"}[stream.codec_context.name
+                                                                         .replace("libdav1d", "av1")]
+        splitter = av.bitstream.BitStreamFilterContext(name, stream)
+        out = target.add_stream_from_template(stream, opaque=True)  # the decoder's codec: there is no encoder
+        for packet in source.demux(stream):
+            for piece in splitter.filter(packet if packet.size else None):
+                if piece.pts is None:
+                    piece.pts = piece.dts
+                piece.stream = out
+                target.mux(piece)
+    return Path(dst)
+
+
+def make_video_streams(path, streams: list[dict], *, default: int | None = None) -> Path:
+    """An mp4 holding several H.264 video streams, each ``make_video`` arguments (num_frames, height, width,
+    fps, gop; index frames in the pixels), as phone motion photos and test files do. ``default``: the stream
+    marked as the default one (the mp4 muxer otherwise marks the first)."""
+    path = Path(path)
+    container = av.open(str(path), mode="w")
+    try:
+        outs = []
+        for spec in streams:
+            stream = container.add_stream("libx264", rate=spec.get("fps", 30))
+            stream.width, stream.height, stream.pix_fmt = spec["width"], spec["height"], "yuv420p"
+            stream.codec_context.options = {"preset": "veryfast", "crf": "18",
+                                            "x264-params": f"keyint={spec.get('gop', 12)}:scenecut=0"}
+            outs.append(stream)
+        if default is not None:
+            for number, stream in enumerate(outs):
+                stream.disposition = av.stream.Disposition.default if number == default else 0
+        for stream, spec in zip(outs, streams):
+            for i in range(spec["num_frames"]):
+                frame = av.VideoFrame.from_ndarray(render_frame(i, spec["height"], spec["width"]), format="rgb24")
+                frame.pts = i
+                frame.time_base = Fraction(1, spec.get("fps", 30))
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+    finally:
+        container.close()
+    return path
+
+
+def set_flv_frame_rate(src, dst, fps: float) -> Path:
+    """Copy an FLV to ``dst`` with the ``framerate`` of its onMetaData header changed to ``fps`` (some writers
+    store a wrong one, such as 1000 from the 1/1000 time base)."""
+    data = bytearray(Path(src).read_bytes())
+    at = data.find(b"\x00\x09framerate")
+    if at < 0 or data[at + 11] != 0:  # AMF0 number after the key
+        raise ValueError(f"{src}: no framerate number in the FLV header")
+    data[at + 12 : at + 20] = struct.pack(">d", fps)
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)

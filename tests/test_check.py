@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from media import corrupt_middle, make_audio_only, make_video, truncate
+import av
+from media import corrupt_middle, make_audio_only, make_video, set_flv_frame_rate, split_hidden_frames, truncate
 
 from pmv.cli.main import main
-from pmv.acquire.check import ClipNeed, check_videos
+from pmv.acquire.check import MEDIA_EXTENSIONS, ClipNeed, check_videos, entries_from_folder, skipped_in_folder
+from pmv.video import VideoReader
 
 CLIP = ["--num-frames", "4", "--sampling-rate", "4"]  # one clip = 16 frames
 
@@ -38,7 +40,7 @@ def folder(tmp_path_factory) -> tuple[Path, dict[str, tuple[int, str]]]:
         "landscape.mp4": "ok",
         "short.mp4": "short",
         "cut_index.mp4": "corrupt",
-        "cut_data.mp4": "corrupt",
+        "cut_data.mp4": "truncated",  # the frames before the cut are readable, but it is not the whole video
         "damaged.mp4": "corrupt",  # with --deep; probing alone cannot see it
         "audio_only.mp4": "no_video",
         "empty.mp4": "empty",
@@ -71,8 +73,9 @@ def test_deep_check_of_a_list_gives_each_verdict(folder, tmp_path, capsys):
     assert got["with_audio.mp4"]["has_audio"] and not got["good.mp4"]["has_audio"]
     assert got["good.mp4"]["decoded_frames"] == 30 and got["good.mp4"]["fps"] == 30
     assert got["short.mp4"]["usable"] and not got["audio_only.mp4"]["usable"]
-    assert report["summary"]["orientation"] == {"portrait": 5, "landscape": 1}  # of the files with a readable stream
-    assert report["summary"]["rotation"] == {"0": 5, "90": 1}
+    assert report["summary"]["orientation"] == {"portrait": 6, "landscape": 1}  # of the files with a readable stream
+    assert report["summary"]["rotation"] == {"0": 6, "90": 1}
+    assert "the file is truncated" in got["cut_data.mp4"]["error"] and not got["cut_data.mp4"]["usable"]
     clean = (out / "train_x_clean.csv").read_text().splitlines()
     assert clean == [f"{name},{label}" for name, (label, v) in listed.items() if v in ("ok", "short")]
     for png in ("duration.png", "fps.png", "resolution.png"):
@@ -124,3 +127,49 @@ def test_a_bare_folder_is_checked_file_by_file(folder, tmp_path, capsys):
     assert {video["name"]: video["status"] for video in report["videos"]} == on_disk
     clean = (out / f"{root.name}_clean.csv").read_text().splitlines()
     assert sorted(clean) == sorted(name for name, verdict in on_disk.items() if verdict in ("ok", "short"))
+
+
+def test_a_folder_of_real_world_containers_is_scanned_whole_and_agrees_with_the_reader(tmp_path, capsys):
+    root = tmp_path / "mixed"
+    root.mkdir()
+    make_video(root / "broadcast.ts", num_frames=30, height=64, width=36, gop=10)
+    make_video(root / "camcorder.m2ts", num_frames=30, height=64, width=36, gop=10)
+    flv = make_video(tmp_path / "web.flv", num_frames=30, height=64, width=36, gop=10)
+    set_flv_frame_rate(flv, root / "web.flv", 1000.0)
+    make_video(root / "phone.3gp", num_frames=30, height=64, width=36, gop=10)
+    make_video(root / "dvd.mpg", num_frames=30, height=64, width=36, codec="mpeg2video", gop=10)
+    make_video(root / "mirrored.mp4", num_frames=30, height=64, width=36, gop=10,
+               display_matrix=[0, 1 << 16, 0, 1 << 16, 0, 0, 0, 0, 1 << 30],
+               coded_picture=lambda p: p.transpose(1, 0, 2))
+    live = make_video(root / "live.webm", num_frames=30, height=64, width=36, codec="libvpx-vp9", bframes=0,
+                      muxer_options={"live": "1"})
+    whole = make_video(tmp_path / "whole.mkv", num_frames=60, height=64, width=36, gop=10)
+    truncate(whole, root / "cut.mkv", keep_fraction=0.5)
+    if "libsvtav1" in av.codecs_available:
+        split_hidden_frames(make_video(tmp_path / "av1.mkv", num_frames=30, height=64, width=64, codec="libsvtav1",
+                                       gop=30), root / "hidden.webm")
+    (root / "notes.txt").write_text("not a video")
+    (root / "._broadcast.ts").write_bytes(b"\x00\x05\x16\x07")  # a macOS companion file
+    assert {".ts", ".m2ts", ".mts", ".flv", ".3gp", ".mpg", ".mpeg", ".wmv", ".ogv"} <= set(MEDIA_EXTENSIONS)
+    assert skipped_in_folder(root) == ["._broadcast.ts", "notes.txt"]
+    names = [name for name, _, _ in entries_from_folder(root)]
+    assert "broadcast.ts" in names and "web.flv" in names and "notes.txt" not in names
+
+    out = tmp_path / "report"
+    assert main(["data", "check", "--root", str(root), "--out", str(out), "--no-plots", "--no-progress", "--deep",
+                 "--workers", "1"] + CLIP) == 1  # the truncated one
+    printed = capsys.readouterr().out
+    assert "skipped 2 file(s)" in printed and "notes.txt" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["skipped_files"] == ["._broadcast.ts", "notes.txt"]
+    got = {video["name"]: video for video in report["videos"]}
+    assert got["cut.mkv"]["status"] == "truncated"
+    assert {name: video["status"] for name, video in got.items() if name != "cut.mkv"} == \
+        {name: "ok" for name in got if name != "cut.mkv"}
+    assert got["web.flv"]["fps"] == pytest.approx(30, rel=0.02)
+    assert got["live.webm"]["duration"] == pytest.approx(1.0, abs=0.04)
+    assert (got["mirrored.mp4"]["height"], got["mirrored.mp4"]["width"]) == (64, 36)
+    for name, video in got.items():  # a verdict the reader agrees with
+        with VideoReader(root / name) as reader:
+            assert reader.num_frames == video["num_frames"] == video["decoded_frames"], name
+            reader.get_frames_at([0, reader.num_frames - 1])

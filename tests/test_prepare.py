@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import av
-from media import corrupt_middle, make_video, read_index, truncate
+import numpy as np
+from media import corrupt_middle, make_video, read_index, set_flv_frame_rate, truncate
 
 from pmv.cli.main import main
 from pmv.acquire.prepare import PrepareOptions, output_size, prepare_video, prepare_videos
@@ -87,3 +88,40 @@ def test_audio_can_be_re_encoded_or_dropped(tmp_path):
         assert abs(float(audio.duration * audio.time_base) - 1.0) < 0.1  # the 1 s of sound is all there
     record = prepare_video(source, tmp_path / "out" / "mute.mp4", PrepareOptions(short_side=36, audio="drop"))
     assert record["audio"] == "none" and not probe(tmp_path / "out" / "mute.mp4").has_audio
+
+
+def test_mirrored_ts_and_flv_sources_come_out_as_ffmpeg_shows_them(tmp_path, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    transpose = [0, 1 << 16, 0, 1 << 16, 0, 0, 0, 0, 1 << 30]  # a front camera: turned and mirrored
+    make_video(src / "selfie.mp4", num_frames=20, height=96, width=64, gop=10, display_matrix=transpose,
+               coded_picture=lambda p: p.transpose(1, 0, 2))
+    make_video(src / "hflip.mov", num_frames=20, height=96, width=64, gop=10,
+               display_matrix=[-(1 << 16), 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30], coded_picture=lambda p: p[:, ::-1])
+    make_video(src / "broadcast.ts", num_frames=20, height=96, width=64, gop=10)
+    flv = make_video(tmp_path / "web.flv", num_frames=20, height=96, width=64, gop=10)
+    set_flv_frame_rate(flv, src / "web.flv", 1000.0)
+    whole = make_video(tmp_path / "whole.mkv", num_frames=40, height=96, width=64, gop=10)
+    truncate(whole, src / "cut.mkv", keep_fraction=0.5)
+    (src / "readme.md").write_text("notes")
+    argv = ["data", "prepare", "--src", str(src), "--dst", str(dst), "--short-side", "32", "--workers", "1",
+            "--no-progress"]
+    assert main(argv) == 1  # the truncated source
+    printed = capsys.readouterr().out
+    assert "5 videos" in printed and "4 re-encoded" in printed and "1 failed" in printed
+    assert "cut.mkv: the file is truncated" in printed
+    assert "skipped 1 file(s) that are not media by extension: readme.md" in printed
+    for name in ("selfie.mp4", "hflip.mp4", "broadcast.mp4", "web.mp4"):
+        meta = probe(dst / name)
+        assert (meta.height, meta.width, meta.rotation, meta.mirrored) == (48, 32, 0, False), name
+        assert meta.num_frames == 20 and abs(meta.fps - 30) < 0.1, name  # FLV times are whole milliseconds
+        with VideoReader(dst / name) as reader:
+            frames = reader.get_frames_at([0, 9, 19]).numpy()
+        assert [read_index(frame) for frame in frames] == [0, 9, 19], f"{name} is turned or mirrored"
+    records = {r["name"]: r for r in map(json.loads, (dst / "prepare_manifest.jsonl").read_text().splitlines())}
+    assert records["selfie.mp4"]["mirrored"] and records["selfie.mp4"]["rotation_applied"] == 270
+    with VideoReader(src / "selfie.mp4") as mirrored, VideoReader(dst / "selfie.mp4") as prepared:
+        # The same picture (scaled), not its mirror image: compare against the source read by pmv, scaled.
+        source = mirrored.get_frames_at([5]).numpy()[0, ::2, ::2].astype(np.float32)
+        out = prepared.get_frames_at([5]).numpy()[0].astype(np.float32)
+        assert np.abs(source - out).mean() < np.abs(source[:, ::-1] - out).mean()

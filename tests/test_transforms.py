@@ -194,3 +194,16 @@ def test_relative_position_crops():
     assert out.shape == (3, 2, 256, 192) and out[0, 0, 0, 0] == 60 and out[1, 0, 0, 0] == 45
     with pytest.raises(TransformError):
         TF.relative_position_crop(clip, (500, 100), (0.5, 0.5))
+
+
+def test_short_side_resize_of_uint8_frames_is_opencv_bilinear_rounded_and_close_to_float():
+    g = gen(12)
+    frames = torch.randint(0, 256, (3, 40, 24, 3), dtype=torch.uint8, generator=g)  # T x H x W x 3
+    frames = F.avg_pool2d(frames.permute(0, 3, 1, 2).float(), 3, 1, 1).round().to(torch.uint8).permute(0, 2, 3, 1)
+    out = TF.short_side_resize(TF.thwc_to_cthw(frames), 15)  # 40x24 -> 25x15: a fractional scale
+    assert out.dtype == torch.uint8 and out.shape == (3, 3, 25, 15)
+    exact = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(25, 15), mode="bilinear", align_corners=False)
+    assert (out.permute(1, 0, 2, 3).float() - exact).abs().max() <= 1.0  # rounding and 11-bit weights only
+    # every plane alike: the same numbers as resizing each frame on its own (OpenCV's bit-exact path)
+    single = TF.short_side_resize(TF.thwc_to_cthw(frames[1:2].contiguous()), 15)
+    assert torch.equal(single[:, 0], out[:, 1])

@@ -70,7 +70,8 @@ def test_train_pipeline_equals_resize_crop_flip_normalise():
         if TF.uniform(g, 0.0, 1.0) < 0.5:
             expected = TF.horizontal_flip(expected)
         expected = TF.normalize(expected, MEAN, STD)
-        assert torch.allclose(clip, expected, atol=1e-4)
+        # one OpenCV warp (coordinates in 1/32 pixel) against cv2.resize + crop, both rounded to uint8: within 1 level
+        assert (clip - expected).abs().max() <= 1.0 / (STD[0] * 255) + 1e-5
 
 
 def test_train_pipeline_is_reproducible_from_the_generator(portrait):

@@ -1,4 +1,4 @@
-"""RandAugment: parser, op draws, per-op agreement with PIL, same op on every frame, lazy evaluation."""
+"""RandAugment: parser, op draws, per-op agreement with PIL, same op on every frame, the OpenCV warp and tables."""
 
 import math
 
@@ -13,11 +13,11 @@ from pmv.data.transforms.randaugment import (
     INCREASING_OPS,
     AugmentOp,
     RandAugment,
-    evaluate_augmented,
+    augment_warp,
     parse_randaugment,
     rand_augment,
     sample_augment_ops,
-    sample_frames,
+    warp_frames,
 )
 from pmv.errors import ConfigError
 
@@ -105,15 +105,20 @@ def pil_reference(img, name, arg):
     return torch.from_numpy(np.array(out)).float()
 
 
+def whole(frames, ops, **kw):
+    """The frames after ``ops`` at every pixel (identity map), float T x H x W x 3."""
+    height, width = frames.shape[1:3]
+    kw.setdefault("stats_size", min(height, width))
+    return torch.from_numpy(augment_warp(frames, ops, np.eye(3), (height, width), **kw)).float()
+
+
 @pytest.mark.parametrize("name", INCREASING_OPS)
 def test_each_op_agrees_with_pil(name):
     img = smooth_image()
     arg = ARGS.get(name, 0.0)
-    height, width = img.shape[:2]
-    ys, xs = torch.arange(height).float().view(-1, 1), torch.arange(width).float().view(1, -1)
-    ours = evaluate_augmented(img.unsqueeze(0), [AugmentOp(name, arg)], ys, xs, stats_size=height)[0]
-    diff = (ours.round() - pil_reference(img, name, arg)).abs()
-    if AugmentOp(name).geometric:  # one interpolation kernel vs PIL's: close inside, fill edges may differ by a pixel
+    ours = whole(img.unsqueeze(0), [AugmentOp(name, arg)])[0]
+    diff = (ours - pil_reference(img, name, arg)).abs()
+    if AugmentOp(name).geometric:  # OpenCV's cubic (a = -0.75) vs PIL's (-0.5); fill edges may differ by a pixel
         assert diff.mean() < 2.0 and (diff > 8).float().mean() < 0.05
     else:  # colour ops: PIL's integer rounding only
         assert diff.max() <= 1.0
@@ -138,41 +143,120 @@ def test_statistics_ops_use_each_frame_and_geometric_ops_fill_gray():
     bright = torch.full((20, 16, 3), 200, dtype=torch.uint8)
     bright[:10] = 230
     clip = torch.stack([dark, bright])
-    ys, xs = torch.arange(20).float().view(-1, 1), torch.arange(16).float().view(1, -1)
-    out = evaluate_augmented(clip, [AugmentOp("AutoContrast")], ys, xs, stats_size=20)
+    out = whole(clip, [AugmentOp("AutoContrast")])
     assert out[0].min() == 0 and out[0].max() == 255 and out[1].min() == 0 and out[1].max() == 255
     black = torch.zeros(2, 20, 16, 3, dtype=torch.uint8)
-    moved = evaluate_augmented(black, [AugmentOp("TranslateXRel", 0.45)], ys, xs, stats_size=20)
+    moved = whole(black, [AugmentOp("TranslateXRel", 0.45)])
     assert torch.all(moved[:, :, :8] == 0) and torch.all(moved[:, :, -7:] == FILL_VALUE)  # content moved left
-    # a colour op after a geometric op also changes the fill
-    inverted = evaluate_augmented(black, [AugmentOp("TranslateXRel", 0.45), AugmentOp("Invert")], ys, xs)
+    # a colour op after a geometric op also changes the fill; one before it does not
+    inverted = whole(black, [AugmentOp("TranslateXRel", 0.45), AugmentOp("Invert")])
     assert torch.all(inverted[:, :, -7:] == 255 - FILL_VALUE) and torch.all(inverted[:, :, :8] == 255)
+    before = whole(black, [AugmentOp("Invert"), AugmentOp("TranslateXRel", 0.45), AugmentOp("SolarizeAdd", 30)])
+    assert torch.all(before[:, :, -7:] == FILL_VALUE) and torch.all(before[:, :, :8] == 255)
 
 
-def test_lazy_evaluation_at_a_resize_grid_matches_augment_then_resize():
+def test_a_fill_takes_only_the_ops_after_its_own_geometric_op():
+    """Two fills in one run of lookup tables: each carries the tables after it (the composed-LUT bookkeeping)."""
+    black = torch.zeros(1, 20, 20, 3, dtype=torch.uint8)
+    ops = [AugmentOp("TranslateXRel", 0.3), AugmentOp("Invert"), AugmentOp("TranslateYRel", 0.3),
+           AugmentOp("SolarizeAdd", 100.0)]  # fmt: skip
+    out = whole(black, ops)[0, ..., 0]
+    # bottom rows: filled at the last shift (128, then SolarizeAdd leaves >= 128 alone)
+    assert torch.all(out[-5:] == 128)
+    # right columns above them: filled at the first shift, inverted (127), then +100
+    assert torch.all(out[:13, -5:] == 227)
+    assert torch.all(out[:13, :13] == 255)  # black, inverted; 255 >= 128 so SolarizeAdd leaves it
+
+
+def test_statistics_come_from_the_frame_before_the_op_not_after_later_geometric_ops():
+    frames = smooth_image(48, 40).unsqueeze(0)
+    ops = [AugmentOp("AutoContrast"), AugmentOp("TranslateXRel", 0.45)]  # a shift by 18 pixels
+    shifted = whole(frames, ops)
+    alone = whole(frames, ops[:1])
+    # the gray fill a later shift brings must not enter AutoContrast's range: inside, the shift only moves pixels
+    assert torch.equal(shifted[0, :, :22], alone[0, :, 18:])
+    assert alone[0].amin() == 0 and alone[0].amax() == 255
+
+
+def test_composed_tables_equal_the_ops_one_by_one():
+    frames = smooth_image(30, 24).unsqueeze(0).repeat(2, 1, 1, 1).contiguous()
+    frames[1] = 255 - frames[1]
+    ops = [AugmentOp("ContrastIncreasing", 1.5), AugmentOp("PosterizeIncreasing", 3.0), AugmentOp("Equalize"),
+           AugmentOp("SolarizeIncreasing", 140.0), AugmentOp("BrightnessIncreasing", 0.7)]  # fmt: skip
+    stepwise = frames
+    for op in ops:
+        stepwise = whole(stepwise, [op]).to(torch.uint8)
+    assert torch.equal(whole(frames, ops).to(torch.uint8), stepwise)
+
+
+def test_warp_at_a_resize_grid_matches_augment_then_resize():
     img = smooth_image(96, 64)
     frames = img.unsqueeze(0)
     ops = [AugmentOp("Rotate", 12.0), AugmentOp("ContrastIncreasing", 1.4), AugmentOp("Equalize")]
-    ys_full, xs_full = torch.arange(96).float().view(-1, 1), torch.arange(64).float().view(1, -1)
-    whole = evaluate_augmented(frames, ops, ys_full, xs_full, stats_size=64)[0]  # H x W x 3
-    resized = F.interpolate(whole.permute(2, 0, 1)[None], size=(48, 32), mode="bilinear", align_corners=False)[0]
-    ys = ((torch.arange(48).float() + 0.5) * 2 - 0.5).view(-1, 1)
-    xs = ((torch.arange(32).float() + 0.5) * 2 - 0.5).view(1, -1)
-    lazy = evaluate_augmented(frames, ops, ys, xs, stats_size=64)[0].permute(2, 0, 1)
+    augmented = whole(frames, ops, stats_size=64)[0]  # H x W x 3
+    resized = F.interpolate(augmented.permute(2, 0, 1)[None], size=(48, 32), mode="bilinear", align_corners=False)[0]
+    half = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]])  # output pixel -> (d + 0.5) * 2 - 0.5
+    direct = torch.from_numpy(augment_warp(frames, ops, half, (48, 32), stats_size=64))[0].permute(2, 0, 1).float()
     inner = (slice(None), slice(4, -4), slice(4, -4))  # away from the rotated corners
-    assert (lazy - resized)[inner].abs().mean() < 6.0
+    assert (direct - resized)[inner].abs().mean() < 6.0
 
 
-def test_sampler_reproduces_bilinear_resize_and_reads_only_needed_pixels():
-    frames = torch.randint(0, 256, (2, 30, 20, 3), dtype=torch.uint8)
-    ys = ((torch.arange(12).float() + 0.5) * 30 / 12 - 0.5).clamp(0, 29).view(-1, 1)
-    xs = ((torch.arange(8).float() + 0.5) * 20 / 8 - 0.5).clamp(0, 19).view(1, -1)
-    ours = sample_frames(frames, ys, xs, "bilinear")
-    ref = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(12, 8), mode="bilinear", align_corners=False)
-    assert torch.allclose(ours.permute(0, 3, 1, 2), ref, atol=1e-3)
-    rows, cols = torch.arange(30).float().view(-1, 1), torch.arange(20).float().view(1, -1)
-    integer = sample_frames(frames, rows, cols, "bicubic")
-    assert torch.allclose(integer, frames.float(), atol=1e-3)  # bicubic at pixel centres is exact
+# ------------------------------------------------------------------------------- the warp vs straightforward code
+def keys_cubic(d, a=-0.75):
+    d = abs(d)
+    if d <= 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    if d < 2:
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return 0.0
+
+
+def reference_warp(frames, matrix, out_h, out_w, mode):
+    """Per-pixel loops over the taps (the slow, obvious warp, edge pixels replicated): float64 T x h x w x 3."""
+    num_frames, height, width, _ = frames.shape
+    src = frames.double()
+    out = torch.zeros(num_frames, out_h, out_w, 3, dtype=torch.float64)
+    reach = {"bilinear": [0, 1], "bicubic": [-1, 0, 1, 2]}[mode]
+    for i in range(out_h):
+        for j in range(out_w):
+            x = matrix[0][0] * j + matrix[0][1] * i + matrix[0][2]
+            y = matrix[1][0] * j + matrix[1][1] * i + matrix[1][2]
+            y0, x0 = math.floor(y), math.floor(x)
+            for oy in reach:
+                for ox in reach:
+                    if mode == "bicubic":
+                        w = keys_cubic(y - (y0 + oy)) * keys_cubic(x - (x0 + ox))
+                    else:
+                        w = (1 - abs(y - (y0 + oy))) * (1 - abs(x - (x0 + ox)))
+                    row, col = min(max(y0 + oy, 0), height - 1), min(max(x0 + ox, 0), width - 1)
+                    out[:, i, j] += w * src[:, row, col]
+    return out.clamp(0, 255)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_warp_frames_equals_per_pixel_loops(mode):
+    g = torch.Generator().manual_seed(5)
+    frames = torch.randint(0, 256, (3, 23, 17, 3), dtype=torch.uint8, generator=g)
+    frames = F.avg_pool2d(frames.permute(0, 3, 1, 2).float(), 3, 1, 1).round().to(torch.uint8).permute(0, 2, 3, 1)
+    frames = frames.contiguous()  # smoothed: OpenCV's 1/32-pixel coordinates then move values by little
+    matrix = [[1.7, 0.2, -1.3], [-0.15, 1.9, 0.4], [0.0, 0.0, 1.0]]  # partly outside: edge pixels replicated
+    ours = torch.from_numpy(warp_frames(frames.numpy(), np.array(matrix), 11, 9, mode)).double()
+    ref = reference_warp(frames, matrix, 11, 9, mode)
+    assert ours.shape == (3, 11, 9, 3)
+    assert (ours - ref).abs().max() <= 1.5  # uint8 rounding + OpenCV's fixed point
+
+
+def test_sharpen_kernel_is_pil_smooth_on_the_frame_grid_and_spreads_when_downscaled():
+    from pmv.data.transforms.randaugment import _sharpen_kernel
+
+    smooth = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13.0
+    assert np.allclose(_sharpen_kernel(np.eye(2)), smooth)
+    assert np.allclose(_sharpen_kernel(np.diag([-1.0, 1.0])), smooth)  # a mirrored crop: the same kernel
+    half = _sharpen_kernel(np.diag([2.0, 2.0]))  # output pixels 2 frame pixels apart: neighbours half-way
+    one_d = np.array([0.5, 2.0, 0.5])
+    assert np.allclose(half, (np.outer(one_d, one_d) + 4 * np.eye(3)[1][:, None] * np.eye(3)[1]) / 13.0)
+    wide = _sharpen_kernel(np.diag([0.5, 0.5]))  # upscaled crop: neighbours 2 output pixels away
+    assert wide.shape == (5, 5) and np.isclose(wide.sum(), 1.0) and np.isclose(wide[0, 0], 1 / 13)
 
 
 def test_randaugment_class_and_bad_input():
@@ -183,120 +267,6 @@ def test_randaugment_class_and_bad_input():
     again = augment(frames, torch.Generator().manual_seed(3))
     assert torch.equal(out, again)
     with pytest.raises(Exception, match="uint8"):
-        evaluate_augmented(frames.float(), [], torch.zeros(1, 1), torch.zeros(1, 1))
+        augment_warp(frames.float(), [], np.eye(3), (4, 4))
     with pytest.raises(ConfigError):
         RandAugment("rand-m7", interpolation="nearest-exact")
-
-
-# ------------------------------------------------------------------------------- fast paths vs straightforward code
-def keys_cubic(d, a=-0.5):
-    d = abs(d)
-    if d <= 1:
-        return ((a + 2) * d - (a + 3)) * d * d + 1
-    if d < 2:
-        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
-    return 0.0
-
-
-def reference_sample(frames, ys, xs, mode):
-    """Per-pixel loops over the taps (the slow, obvious sampler): float64, T x h x w x 3."""
-    num_frames, height, width, _ = frames.shape
-    src = frames.double()
-    out = torch.zeros(num_frames, ys.numel(), xs.numel(), 3, dtype=torch.float64)
-    reach = {"nearest": [0], "bilinear": [0, 1], "bicubic": [-1, 0, 1, 2]}[mode]
-    for i, y in enumerate(ys.tolist()):
-        for j, x in enumerate(xs.tolist()):
-            y, x = min(max(y, 0.0), height - 1.0), min(max(x, 0.0), width - 1.0)
-            if mode == "nearest":
-                y, x = float(round(y)), float(round(x))
-            y0, x0 = math.floor(y), math.floor(x)
-            for oy in reach:
-                for ox in reach:
-                    if mode == "bicubic":
-                        w = keys_cubic(y - (y0 + oy)) * keys_cubic(x - (x0 + ox))
-                    elif mode == "bilinear":
-                        w = (1 - abs(y - (y0 + oy))) * (1 - abs(x - (x0 + ox)))
-                    else:
-                        w = 1.0
-                    row, col = min(max(y0 + oy, 0), height - 1), min(max(x0 + ox, 0), width - 1)
-                    out[:, i, j] += w * src[:, row, col]
-    return out.clamp(0, 255) if mode == "bicubic" else out
-
-
-@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
-def test_pixel_major_window_sampler_equals_per_pixel_loops(mode):
-    g = torch.Generator().manual_seed(5)
-    frames = torch.randint(0, 256, (3, 23, 17, 3), dtype=torch.uint8, generator=g)
-    ys = torch.rand(9, generator=g) * 28 - 3  # some outside the frame: clamped to the border
-    xs = torch.rand(7, generator=g) * 22 - 3
-    ours = sample_frames(frames, ys.view(-1, 1), xs.view(1, -1), mode)
-    assert ours.shape == (3, 9, 7, 3)
-    assert torch.allclose(ours.double(), reference_sample(frames, ys, xs, mode), atol=1e-3)
-
-
-def test_cached_window_and_scratch_buffer_give_the_same_numbers_as_a_fresh_read():
-    from pmv.data.transforms.randaugment import _FrameSampler
-
-    g = torch.Generator().manual_seed(6)
-    frames = torch.randint(0, 256, (2, 40, 30, 3), dtype=torch.uint8, generator=g)
-    sampler = _FrameSampler(frames, reuse_buffer=True)
-    big_y, big_x = torch.linspace(-1, 40, 25).view(-1, 1), torch.linspace(-1, 30, 20).view(1, -1)
-    sampler.sample(big_y, big_x, "bicubic")  # caches a window over the whole frame
-    for ys, xs in [(torch.linspace(0, 5, 6), torch.linspace(25, 29.5, 4)),  # at the frame's edges: clamping
-                   (torch.linspace(10.3, 20.7, 5), torch.linspace(3.2, 9.9, 6))]:  # fmt: skip
-        for mode in ("nearest", "bilinear", "bicubic"):
-            reused = sampler.sample(ys.view(-1, 1), xs.view(1, -1), mode)
-            fresh = _FrameSampler(frames).sample(ys.view(-1, 1), xs.view(1, -1), mode)
-            assert torch.equal(reused, fresh)
-    other = _FrameSampler(frames.flip(0).contiguous(), reuse_buffer=True)  # takes over the scratch buffer
-    assert torch.equal(other.sample(big_y, big_x, "bilinear"), _FrameSampler(frames.flip(0)).sample(big_y, big_x, "bilinear"))
-
-
-def test_shared_statistics_follow_the_frames_and_their_changes():
-    frames = smooth_image(48, 36).unsqueeze(0).repeat(2, 1, 1, 1).contiguous()
-    frames[1] = 255 - frames[1]
-    ys, xs = torch.arange(48).float().view(-1, 1), torch.arange(36).float().view(1, -1)
-    ops = [AugmentOp("Equalize"), AugmentOp("AutoContrast"), AugmentOp("ContrastIncreasing", 0.4)]
-    first = evaluate_augmented(frames, ops, ys, xs, stats_size=12)
-    again = evaluate_augmented(frames, ops, ys, xs, stats_size=12)  # statistics of the first op come from the cache
-    assert torch.equal(first, again)
-    assert torch.equal(first, evaluate_augmented(frames.clone(), ops, ys, xs, stats_size=12))
-    frames[:, :20] = 0  # in place: the cached statistics must not be used any more
-    changed = evaluate_augmented(frames, ops, ys, xs, stats_size=12)
-    assert torch.equal(changed, evaluate_augmented(frames.clone(), ops, ys, xs, stats_size=12))
-    assert not torch.equal(changed, first)
-
-
-def test_sharpness_after_colour_and_geometric_ops_equals_its_definition():
-    """The ring is evaluated one neighbour at a time; compare with the 3x3 SMOOTH blend written out directly."""
-    img = smooth_image(30, 24)
-    frames = img.unsqueeze(0)
-    ys, xs = torch.arange(30).float().view(-1, 1), torch.arange(24).float().view(1, -1)
-    before = [AugmentOp("TranslateXRel", 0.1), AugmentOp("ColorIncreasing", 1.5)]
-    prior = evaluate_augmented(frames, before, ys, xs, stats_size=24)[0]  # H x W x 3
-    ours = evaluate_augmented(frames, before + [AugmentOp("SharpnessIncreasing", 1.7)], ys, xs, stats_size=24)[0]
-    nearest = evaluate_augmented(frames, before, ys, xs, interpolation="nearest", geometric_interpolation="nearest")
-    smooth = prior * 5.0
-    padded = F.pad(nearest[0].permute(2, 0, 1), (1, 1, 1, 1), mode="replicate").permute(1, 2, 0)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if (dy, dx) != (0, 0):
-                smooth = smooth + padded[1 + dy : 31 + dy, 1 + dx : 25 + dx]
-    smooth = smooth / 13.0
-    smooth[[0, -1]] = prior[[0, -1]]
-    smooth[:, [0, -1]] = prior[:, [0, -1]]
-    expected = (smooth + 1.7 * (prior - smooth)).clamp(0, 255)
-    assert torch.allclose(ours, expected, atol=1e-3)
-
-
-def test_sampling_in_blocks_of_output_pixels_changes_nothing(monkeypatch):
-    import pmv.data.transforms.randaugment as randaugment
-
-    g = torch.Generator().manual_seed(8)
-    frames = torch.randint(0, 256, (2, 50, 40, 3), dtype=torch.uint8, generator=g)
-    ys = (torch.rand(30, generator=g) * 52 - 1).view(-1, 1)
-    xs = (torch.rand(20, generator=g) * 42 - 1).view(1, -1)
-    whole = {mode: sample_frames(frames, ys, xs, mode) for mode in ("bilinear", "bicubic")}
-    monkeypatch.setattr(randaugment, "_CHUNK", 7)  # 600 output pixels: 86 blocks, the last one partial
-    for mode, expected in whole.items():
-        assert torch.equal(sample_frames(frames, ys, xs, mode), expected)

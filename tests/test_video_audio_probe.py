@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from media import make_video, read_index, render_frame
+from media import chirp, make_video, read_index, render_frame
 from pmv.cli.main import main
 from pmv.video import FrameIndexError, VideoReader, probe
 
@@ -91,3 +91,103 @@ def test_media_index_survives_encoding_and_rejects_a_turned_frame():
                 read_index(np.ascontiguousarray(turned))
     with pytest.raises(ValueError):
         read_index(np.full((64, 48, 3), 128, dtype=np.uint8))
+
+
+# -- what get_audio returns: priming dropped, continuous decode matched, gaps in place ----------------------------
+def _best_lag(got: np.ndarray, truth: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """The shift (samples) of ``truth`` (which has ``max_lag`` extra samples at each end) that best matches
+    ``got``, and the correlation there."""
+    scores = []
+    for lag in range(-max_lag, max_lag + 1):
+        window = truth[max_lag + lag : max_lag + lag + len(got)]
+        scores.append(float(np.corrcoef(got, window)[0, 1]))
+    best = int(np.argmax(scores))
+    return best - max_lag, scores[best]
+
+
+def _continuous_decode(path, sample_rate: int = 16000) -> tuple[float, np.ndarray]:
+    """(time of the first sample, samples) of one uninterrupted PyAV decode of the whole audio track, resampled
+    by one resampler and averaged to mono: what FFmpeg outputs for it."""
+    import av
+
+    chunks, first, resampler = [], None, None
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            if first is None:
+                first = float(frame.time)
+                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=sample_rate)
+            chunks += [c.to_ndarray().mean(axis=0) for c in resampler.resample(frame)]
+        chunks += [c.to_ndarray().mean(axis=0) for c in resampler.resample(None)]
+    return first, np.concatenate(chunks)
+
+
+SR, MAX_LAG = 16000, 160  # search +-10 ms; the result must be within 1 ms (16 samples)
+
+
+@pytest.mark.parametrize("codec,suffix,rate", [("aac", "mp4", 44100), ("libopus", "webm", 48000)])
+def test_audio_matches_a_continuous_decode_and_the_written_sound_within_1_ms(tmp_path, codec, suffix, rate):
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"PyAV's FFmpeg has no {codec} encoder")
+    video_codec = "libvpx-vp9" if suffix == "webm" else "libx264"
+    path = make_video(tmp_path / f"chirp.{suffix}", num_frames=90, height=32, width=32, audio=True, gop=30,
+                      codec=video_codec, bframes=0, audio_codec=codec, audio_signal="chirp",
+                      audio_sample_rate=rate, audio_channels=2)
+    first, continuous = _continuous_decode(path)
+    with VideoReader(path) as reader:
+        for start, end in [(0.0, 0.4), (0.35, 1.35), (1.9, 2.6)]:
+            got = reader.get_audio(start, end, sample_rate=SR).numpy()
+            assert got.shape == (int(round((end - start) * SR)),)
+            times = start - MAX_LAG / SR + np.arange(len(got) + 2 * MAX_LAG) / SR
+            # The sound written at time t comes back at time t: the codec's priming is dropped.
+            lag, corr = _best_lag(got[800:], chirp(times[800:]), MAX_LAG)  # past the first 50 ms of a file
+            assert abs(lag) <= SR // 1000 and corr > 0.95, (start, lag, corr)
+            # And it is what a continuous decode of the whole track holds at those times.
+            at = int(round((start - first) * SR)) - MAX_LAG
+            padded = np.concatenate([np.zeros(max(-at, 0), np.float32), continuous[max(at, 0):],
+                                     np.zeros(len(got) + 2 * MAX_LAG, np.float32)])
+            lag, corr = _best_lag(got[800:], padded[800:], MAX_LAG)
+            assert abs(lag) <= SR // 1000 and corr > 0.99, (start, lag, corr)
+
+
+def test_audio_timestamp_gap_is_silence_and_later_sound_keeps_its_time(tmp_path):
+    path = make_video(tmp_path / "gap.mp4", num_frames=75, height=32, width=32, audio=True, gop=25,
+                      audio_signal="chirp", audio_sample_rate=32000, audio_channels=1, audio_gap=(1.0, 0.5))
+    import av
+
+    with av.open(str(path)) as container:
+        times = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.size]
+        assert max(np.diff(times)) > 0.4  # the timestamps jump
+    with VideoReader(path) as reader:
+        got = reader.get_audio(0.5, 2.5, sample_rate=SR).numpy()
+    at = lambda seconds: int(round((seconds - 0.5) * SR))  # noqa: E731
+    gap_start = 1024 * int(1.0 * 32000 // 1024) / 32000  # the gap starts at a whole encoder frame
+    assert np.abs(got[at(gap_start + 0.03) : at(1.47)]).max() < 0.02  # silence where nothing was recorded
+    before, after = slice(at(0.55), at(gap_start - 0.03)), slice(at(1.56), at(2.45))
+    for part in (before, after):
+        start_s = 0.5 + part.start / SR
+        truth = chirp(start_s - MAX_LAG / SR + np.arange(part.stop - part.start + 2 * MAX_LAG) / SR)
+        lag, corr = _best_lag(got[part], truth, MAX_LAG)
+        assert abs(lag) <= SR // 1000 and corr > 0.95, (part, lag, corr)
+
+
+def test_cli_probe_lists_video_streams_mirroring_and_truncation(tmp_path, capsys):
+    from media import make_video_streams, truncate
+
+    streams = make_video_streams(tmp_path / "two.mp4", [{"num_frames": 1, "height": 96, "width": 64},
+                                                        {"num_frames": 10, "height": 64, "width": 48}], default=1)
+    selfie = make_video(tmp_path / "selfie.mp4", num_frames=6, height=64, width=48, bframes=0,
+                        display_matrix=[0, 1 << 16, 0, 1 << 16, 0, 0, 0, 0, 1 << 30],
+                        coded_picture=lambda p: p.transpose(1, 0, 2))
+    cut = truncate(make_video(tmp_path / "whole.mkv", num_frames=40, height=32, width=32),
+                   tmp_path / "cut.mkv", keep_fraction=0.5)
+    assert main(["data", "probe", str(streams), str(selfie), str(cut)]) == 0
+    captured = capsys.readouterr()
+    assert "1 of 2" in captured.out and "270 mirrored" in captured.out and "TRUNCATED" in captured.out
+    assert "0: 96x64 h264, 1 frames" in captured.out and "1: 64x48 h264, 10 frames" in captured.out
+    assert "read by default" in captured.out and "cut.mkv is truncated" in captured.err
+    assert main(["data", "probe", str(streams), "--stream", "0", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)[0]
+    assert (record["stream"], record["height"], record["num_frames"]) == (0, 96, 1)
+    assert [s["best"] for s in record["video_streams"]] == [False, True]

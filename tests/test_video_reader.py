@@ -160,20 +160,21 @@ def test_phone_rotation_comes_out_upright(videos, name, rotation):
         assert error < 8, error
 
 
-def test_vfr_timestamps_and_get_frames_at(videos):
+def test_vfr_timestamps_and_get_frames_played_at(videos):
     expected = frame_times(45, 30, vfr=True)
     with VideoReader(videos["vfr"]) as reader:
         assert np.allclose(reader.frame_times.numpy(), expected, atol=1e-6)
         # At each frame's own time, and just before the next frame's time.
         asked = expected[:10] + [t - 0.001 for t in expected[1:10]]
-        frames = reader.get_frames_at(asked)
+        frames = reader.get_frames_played_at(asked)
         assert [read_index(f.numpy()) for f in frames] == list(range(10)) + list(range(9))
+        assert reader.metadata.variable_rate
         assert reader.indices_at(torch.tensor([expected[20] + 1e-4])) == [20]
         last_end = expected[-1] + (2 / 30)  # the last gap of the 1-2-3 cycle before frame 45 is 2 frames
         with pytest.raises(FrameIndexError):
-            reader.get_frames_at([last_end + 0.5])
+            reader.get_frames_played_at([last_end + 0.5])
         with pytest.raises(FrameIndexError):
-            reader.get_frames_at([-0.01])
+            reader.get_frames_played_at([-0.01])
 
 
 def test_stream_that_does_not_start_at_zero(videos):
@@ -183,9 +184,10 @@ def test_stream_that_does_not_start_at_zero(videos):
     with VideoReader(path) as reader:
         assert reader.frame_times[0].item() == pytest.approx(1.0)
         assert [read_index(f.numpy()) for f in reader.get_frames([0, 39])] == [0, 39]
-        assert [read_index(f.numpy()) for f in reader.get_frames_at([1.0, 1.5])] == [0, 15]
+        assert [read_index(f.numpy()) for f in reader.get_frames_played_at([1.0, 1.5])] == [0, 15]
+        assert not reader.metadata.variable_rate
         with pytest.raises(FrameIndexError):
-            reader.get_frames_at([0.5])  # before the first video frame
+            reader.get_frames_played_at([0.5])  # before the first video frame
 
 
 def test_edit_list_that_trims_the_start(tmp_path):

@@ -9,8 +9,16 @@ Verdicts (``VideoCheck.status``):
 * ``ok``: readable, with a video stream long enough for one clip;
 * ``short``: readable but shorter than one clip (``num_frames * sampling_rate`` frames at the target rate); still
   usable (the loader repeats frames, as the seed does), dropped from the cleaned list only with ``drop_short``;
+* ``truncated``: the file stops before its end (a cut-off download); the frames before the cut are readable,
+  but the video is not what was listed, so it is left out of the cleaned lists;
 * ``missing``, ``empty``, ``unreadable`` (not media, or an index that cannot be read), ``no_video`` (audio only),
-  ``corrupt`` (cut off, or frames that fail to decode): not usable.
+  ``corrupt`` (frames that fail to decode): not usable.
+
+The verdict agrees with what ``VideoReader`` can do: the same stream (the one FFmpeg picks), the same frame
+count (frames the decoder outputs), the same view of truncation.
+
+A folder scan considers every file whose extension is one of ``MEDIA_EXTENSIONS`` (the containers FFmpeg
+reads that phones, cameras, broadcast and the web produce) and names every other file it skips.
 """
 
 from __future__ import annotations
@@ -33,9 +41,36 @@ from pmv.utils import atomic_output, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 USABLE = ("ok", "short")
-PROBLEMS = ("missing", "empty", "unreadable", "no_video", "corrupt")
+PROBLEMS = ("truncated", "missing", "empty", "unreadable", "no_video", "corrupt")
 STATUSES = USABLE + PROBLEMS
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+# Containers FFmpeg demuxes, by the extensions they are saved with: ISO media (phones, cameras), Matroska/WebM,
+# MPEG transport and program streams (broadcast, camcorders), FLV, 3GPP, ASF/WMV, Ogg, AVI.
+MEDIA_EXTENSIONS = (
+    ".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".m2t", ".flv",
+    ".f4v", ".mpg", ".mpeg", ".vob", ".wmv", ".asf", ".ogv", ".ogg", ".mxf", ".dv", ".y4m", ".ivf", ".obu",
+)
+VIDEO_EXTENSIONS = MEDIA_EXTENSIONS  # the name earlier versions used
+
+
+@dataclass
+class FolderScan:
+    """What a folder holds: media files to look at, and every other file, which is skipped by name."""
+
+    videos: list[Path]
+    skipped: list[Path]
+
+
+def scan_folder(root: str | os.PathLike, exclude: Path | None = None) -> FolderScan:
+    """Every file under ``root`` (sorted), split by extension into media files and skipped files. Hidden files
+    (macOS ``._name.mp4`` companions, temporary files) are skipped too. Files under ``exclude`` (an output folder
+    inside the source) are neither."""
+    videos, skipped = [], []
+    for path in sorted(Path(root).rglob("*")):
+        if not path.is_file() or (exclude is not None and exclude in path.parents):
+            continue
+        media = path.suffix.lower() in MEDIA_EXTENSIONS and not path.name.startswith(".")
+        (videos if media else skipped).append(path)
+    return FolderScan(videos, skipped)
 
 
 @dataclass(frozen=True)
@@ -88,14 +123,14 @@ _ERROR_STATUS = {
 }
 
 
-def _deep_decode(path: str) -> tuple[int, str]:
-    """Decode every frame; returns (frames decoded, error or "")."""
+def _deep_decode(path: str, stream_index: int) -> tuple[int, str]:
+    """Decode every frame of the stream; returns (frames decoded, error or "")."""
     import av
 
     decoded = 0
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = container.streams[stream_index]
             stream.codec_context.thread_count = 1  # the pool already uses every core
             for _ in container.decode(stream):
                 decoded += 1
@@ -132,8 +167,16 @@ def check_video(name: str, path: str, label: int | None, need: ClipNeed, deep: b
     if meta.width <= 0 or meta.height <= 0:
         result.status, result.error = "unreadable", "the video stream has no picture size"
         return result
+    stream_index = next((s.stream_index for s in meta.video_streams if s.index == meta.stream), 0)
+    if meta.truncated:
+        result.status = "truncated"
+        result.error = (f"the file is truncated: {meta.truncation}; the {meta.num_frames} frames before the cut "
+                        "are readable (download or copy the file again)")
+        if deep:
+            result.decoded_frames, _ = _deep_decode(path, stream_index)
+        return result
     if deep:
-        decoded, error = _deep_decode(path)
+        decoded, error = _deep_decode(path, stream_index)
         result.decoded_frames = decoded
         if error:
             result.status, result.error = "corrupt", error
@@ -161,6 +204,7 @@ class CheckReport:
     need: ClipNeed
     deep: bool
     lists: dict[str, list[str]] = field(default_factory=dict)  # list name -> names, in list order
+    skipped: list[str] = field(default_factory=list)  # files a folder scan left out (not media), by name
 
     def by_name(self) -> dict[str, VideoCheck]:
         return {video.name: video for video in self.videos}
@@ -184,6 +228,7 @@ class CheckReport:
 
         return {
             "videos": len(self.videos),
+            "skipped_files": list(self.skipped),
             "usable": sum(video.usable for video in self.videos),
             "status": self.counts(),
             "per_list": {name: self.counts(names) for name, names in self.lists.items()},
@@ -208,6 +253,7 @@ def check_videos(
     workers: int | None = None,
     progress: bool = True,
     lists: dict[str, list[str]] | None = None,
+    skipped: Sequence[str] = (),
 ) -> CheckReport:
     """Check ``entries`` (name, path, label), each once, ``workers`` processes at a time (1: in this process)."""
     import pmv.video  # noqa: F401  imported before the pool forks, so workers do not each import it again
@@ -230,18 +276,21 @@ def check_videos(
                     bar.update(1)
     finally:
         bar.close()
-    return CheckReport(results, need, deep, dict(lists or {}))
+    return CheckReport(results, need, deep, dict(lists or {}), list(skipped))
 
 
 def entries_from_folder(root: str | os.PathLike) -> list[tuple[str, str, None]]:
-    """Every video file under ``root`` as (name relative to root, path, no label)."""
+    """Every media file under ``root`` (see ``scan_folder``) as (name relative to root, path, no label)."""
     root = Path(root)
     if not root.is_dir():
-        from pmv.errors import DataError
-
         raise DataError(f"video folder {root} does not exist; check --root")
-    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-    return [(p.relative_to(root).as_posix(), str(p), None) for p in found]
+    return [(p.relative_to(root).as_posix(), str(p), None) for p in scan_folder(root).videos]
+
+
+def skipped_in_folder(root: str | os.PathLike) -> list[str]:
+    """The files under ``root`` a folder scan skips, relative to root."""
+    root = Path(root)
+    return [p.relative_to(root).as_posix() for p in scan_folder(root).skipped] if root.is_dir() else []
 
 
 # -- writing the report -----------------------------------------------------------------------------------------
@@ -409,4 +458,8 @@ def format_summary(report: CheckReport) -> str:
             lines.append(f"{key.split('_')[0] + ':':<12} min {stats['min']:.2f}, median {stats['median']:.2f}, max {stats['max']:.2f} {unit}")
     sizes = ", ".join(f"{size} ({count:,})" for size, count in list(summary["resolutions_hxw"].items())[:5])
     lines.append(f"sizes (HxW): {sizes or '-'}")
+    if report.skipped:
+        shown = ", ".join(report.skipped[:20]) + (f", ... ({len(report.skipped) - 20} more)"
+                                                  if len(report.skipped) > 20 else "")
+        lines.append(f"skipped {len(report.skipped):,} file(s) that are not media by extension: {shown}")
     return "\n".join(lines)

@@ -4,7 +4,8 @@ Phone videos are large, often stored sideways with a rotation flag, and have a k
 seconds, so a random clip decodes hundreds of frames it never uses. ``prepare`` writes each video again:
 
 * scaled so its short side is ``short_side`` (never upscaled), with even dimensions;
-* rotated upright, with no rotation metadata left (every reader then sees the same picture);
+* turned upright and un-mirrored as FFmpeg's autorotate shows it (any multiple of 90 degrees, and a display
+  matrix's reflection), with no display matrix left (every reader then sees the same picture);
 * H.264 yuv420p with a keyframe every ``gop`` frames (x264 scene cuts off), index at the front (faststart);
 * audio copied when it is AAC, else re-encoded to AAC (``audio="drop"`` removes it);
 * frame timestamps kept, so variable-frame-rate videos keep their timing.
@@ -29,12 +30,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pmv.acquire.check import MEDIA_EXTENSIONS, scan_folder
 from pmv.errors import DataError
+
+VIDEO_EXTENSIONS = MEDIA_EXTENSIONS  # the name earlier versions used
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "prepare_manifest.jsonl"
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 AUDIO_MODES = ("auto", "aac", "copy", "drop")
 
 
@@ -56,6 +59,7 @@ class PrepareSummary:
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     seconds: float = 0.0
+    ignored: list[str] = field(default_factory=list)  # files under the source that are not media, by name
 
 
 def output_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -68,18 +72,21 @@ def output_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return even(height * scale), even(width * scale)
 
 
-def _rotate_yuv420p(frame, quarter_turns: int):
-    """The frame turned ``quarter_turns`` x 90 degrees counter-clockwise, as a new yuv420p frame."""
+def _rotate_yuv420p(frame, quarter_turns: int, mirrored: bool = False):
+    """The frame turned ``quarter_turns`` x 90 degrees counter-clockwise (then mirrored left to right), as a new
+    yuv420p frame."""
     import av
+
+    from pmv.video.orientation import apply_orientation
 
     width, height = frame.width, frame.height
     planes = []
     for index, (plane_height, plane_width) in enumerate(((height, width), (height // 2, width // 2), (height // 2, width // 2))):
         plane = frame.planes[index]
         rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane_height, plane.line_size)[:, :plane_width]
-        planes.append(np.rot90(rows, quarter_turns))
+        planes.append(apply_orientation(rows, 90 * quarter_turns, mirrored))
     new_height, new_width = planes[0].shape
-    packed = np.concatenate([p.ravel() for p in planes]).reshape(new_height * 3 // 2, new_width)
+    packed = np.concatenate([np.ascontiguousarray(p).ravel() for p in planes]).reshape(new_height * 3 // 2, new_width)
     turned = av.VideoFrame.from_ndarray(packed, format="yuv420p")
     turned.pts, turned.time_base = frame.pts, frame.time_base
     return turned
@@ -92,7 +99,8 @@ def _is_finished_output(path: Path, size: tuple[int, int]) -> bool:
         meta = probe(path)
     except VideoError:
         return False
-    return meta.rotation == 0 and (meta.height, meta.width) == size and meta.num_frames > 0
+    return (meta.rotation == 0 and not meta.mirrored and not meta.truncated and (meta.height, meta.width) == size
+            and meta.num_frames > 0)
 
 
 def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, options: PrepareOptions = PrepareOptions()) -> dict:
@@ -104,6 +112,10 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, options: Prepa
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
     meta = probe(src)
+    if meta.truncated:
+        # Re-encoding would turn a cut-off download into a shorter video that looks whole.
+        raise CorruptVideoError(str(src), f"the file is truncated: {meta.truncation}",
+                                "download or copy the file again")
     height, width = output_size(meta.height, meta.width, options.short_side)
     if dst.exists() and _is_finished_output(dst, (height, width)):
         return {"status": "skipped", "height": height, "width": width, "bytes": dst.stat().st_size}
@@ -114,12 +126,15 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, options: Prepa
     temp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     source = open_container(str(src))
     try:
-        in_video = video_stream(source, str(src))
+        in_video = video_stream(source, str(src), meta.stream)
         in_video.codec_context.thread_count = options.threads
         in_audio = source.streams.audio[0] if source.streams.audio and options.audio != "drop" else None
         output = av.open(str(temp), "w", format="mp4", options={"movflags": "+faststart"})
         try:
-            rate = in_video.average_rate or in_video.guessed_rate or Fraction(30)
+            # The container's rate where it agrees with the timestamps (probe checks), else the timestamps'.
+            rate = in_video.average_rate or in_video.guessed_rate
+            if not rate or abs(float(rate) - meta.fps) > 0.1 * meta.fps:
+                rate = Fraction(meta.fps).limit_denominator(1001) if meta.fps > 0 else Fraction(30)
             out_video = output.add_stream("libx264", rate=rate)
             out_video.width, out_video.height, out_video.pix_fmt = width, height, "yuv420p"
             # The source's time base, not 1/fps: variable-rate timestamps must survive without collisions.
@@ -147,8 +162,8 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, options: Prepa
                 if packet.stream is in_video:
                     for frame in packet.decode():
                         picture = frame.reformat(width=coded_width, height=coded_height, format="yuv420p")
-                        if quarter_turns:
-                            picture = _rotate_yuv420p(picture, quarter_turns)
+                        if quarter_turns or meta.mirrored:
+                            picture = _rotate_yuv420p(picture, quarter_turns, meta.mirrored)
                         else:
                             picture.pts, picture.time_base = frame.pts, frame.time_base
                         output.mux(out_video.encode(picture))
@@ -182,6 +197,7 @@ def prepare_video(src: str | os.PathLike, dst: str | os.PathLike, options: Prepa
         "width": width,
         "frames": frames,
         "rotation_applied": meta.rotation,
+        "mirrored": meta.mirrored,
         "audio": "copied" if in_audio is not None and copy_audio else ("aac" if in_audio is not None else "none"),
         "bytes": dst.stat().st_size,
         "source_bytes": meta.size_bytes,
@@ -204,14 +220,8 @@ def _prepare_task(task: tuple) -> dict:
 
 
 def find_videos(src_dir: Path, exclude: Path | None = None) -> list[Path]:
-    found = []
-    for path in sorted(src_dir.rglob("*")):
-        if path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file() or path.name.startswith("."):
-            continue
-        if exclude is not None and exclude in path.parents:
-            continue
-        found.append(path)
-    return found
+    """The media files under ``src_dir`` (``pmv.acquire.check.MEDIA_EXTENSIONS``), outside ``exclude``."""
+    return scan_folder(src_dir, exclude).videos
 
 
 def prepare_videos(
@@ -235,12 +245,16 @@ def prepare_videos(
     if src.resolve() == dst.resolve():
         raise DataError("--dst must differ from --src: outputs would replace their own sources")
     dst.mkdir(parents=True, exist_ok=True)
-    videos = find_videos(src, exclude=dst.resolve() if dst.resolve().is_relative_to(src.resolve()) else None)
+    scan = scan_folder(src, exclude=dst.resolve() if dst.resolve().is_relative_to(src.resolve()) else None)
+    videos = scan.videos
     tasks = []
     for path in videos:
         name = path.relative_to(src).as_posix()
         tasks.append((name, str(path), str(dst / Path(name).with_suffix(".mp4")), options))
-    summary = PrepareSummary(total=len(tasks))
+    summary = PrepareSummary(total=len(tasks), ignored=[p.relative_to(src).as_posix() for p in scan.skipped])
+    if summary.ignored:
+        log.info("skipping %d file(s) that are not media by extension: %s", len(summary.ignored),
+                 ", ".join(summary.ignored[:20]))
     started = time.perf_counter()
     workers = max(1, min(workers or os.cpu_count() or 1, max(1, len(tasks))))
     manifest = open(dst / MANIFEST_NAME, "a", encoding="utf-8")

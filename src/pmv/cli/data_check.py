@@ -34,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pmv.acquire.check import (
-        ClipNeed, check_videos, collect_check_sources, format_summary, write_clean_list, write_report,
+        ClipNeed, check_videos, collect_check_sources, format_summary, skipped_in_folder, write_clean_list,
+        write_report,
     )
     from pmv.config import load_config
     from pmv.config.schema import DataConfig
@@ -53,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
         sampling_rate=args.sampling_rate or data.sampling_rate,
         target_fps=args.target_fps if args.target_fps is not None else data.target_fps,
     )
-    report = check_videos(entries, need, deep=args.deep, workers=args.workers, progress=not args.no_progress, lists=lists)
+    folder_only = args.root and not (args.list_file or args.config or args.overrides)
+    skipped = skipped_in_folder(args.root) if folder_only else []
+    report = check_videos(entries, need, deep=args.deep, workers=args.workers, progress=not args.no_progress,
+                          lists=lists, skipped=skipped)
     written = write_report(report, args.out, plots=not args.no_plots)
     print(format_summary(report))
     print()

@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     rate = summary.total / summary.seconds if summary.seconds else 0.0
     print(f"{summary.total} videos in {summary.seconds:.1f}s ({rate:.1f}/s): "
           f"{summary.ok} re-encoded, {summary.skipped} already done, {summary.failed} failed")
+    if summary.ignored:
+        more = f", ... ({len(summary.ignored) - 20} more)" if len(summary.ignored) > 20 else ""
+        print(f"skipped {len(summary.ignored)} file(s) that are not media by extension: "
+              f"{', '.join(summary.ignored[:20])}{more}")
     for name, reason in summary.failures[:20]:
         print(f"  failed  {name}: {reason}")
     if len(summary.failures) > 20:

@@ -14,13 +14,16 @@ _COLUMNS = [
     ("file", lambda m: m.path),
     ("HxW", lambda m: f"{m.height}x{m.width}"),
     ("orient", lambda m: m.orientation),
-    ("rot", lambda m: str(m.rotation)),
+    ("rot", lambda m: f"{m.rotation} mirrored" if m.mirrored else str(m.rotation)),
     ("fps", lambda m: f"{m.fps:.3f}".rstrip("0").rstrip(".")),
     ("frames", lambda m: str(m.num_frames)),
     ("seconds", lambda m: f"{m.duration:.3f}"),
     ("codec", lambda m: m.codec),
     ("audio", lambda m: f"{m.audio_sample_rate} Hz x{m.audio_channels}" if m.has_audio else "-"),
     ("MB", lambda m: f"{m.size_bytes / 1e6:.2f}"),
+    ("stream", lambda m: f"{m.stream} of {len(m.video_streams)}" if len(m.video_streams) > 1 else "-"),
+    ("notes", lambda m: ", ".join(note for note, on in (("variable rate", m.variable_rate),
+                                                        ("TRUNCATED", m.truncated)) if on) or "-"),
 ]
 
 
@@ -31,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--count-frames", action="store_true",
         help="count frames by reading every packet (slower; exact where the container stores no count)",
     )
+    parser.add_argument("--stream", type=int, help="which video stream (default: the one FFmpeg picks); "
+                        "files with several list them below the table")
 
 
 def _clean(text: str, path: str) -> str:
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     results, failures = [], []
     for path in args.files:
         try:
-            results.append(probe(path, count_frames=args.count_frames))
+            results.append(probe(path, count_frames=args.count_frames, stream=args.stream))
         except VideoError as err:
             failures.append(err)
     if args.json:
@@ -72,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
         widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
         for row in rows:
             print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        for m in results:
+            if len(m.video_streams) > 1:
+                print(f"{m.path}: {len(m.video_streams)} video streams (--stream N):")
+                for s in m.video_streams:
+                    flags = (("read by default", s.best), ("picture", s.attached_picture))
+                    tags = ", ".join(tag for tag, on in flags if on)
+                    print(f"  {s.index}: {s.height}x{s.width} {s.codec}, {s.num_frames} frames, {s.fps:.3f} fps"
+                          + (f" ({tags})" if tags else ""))
+        for m in results:
+            if m.truncated:
+                print(f"pmv: warning: {m.path} is truncated: {m.truncation}", file=sys.stderr)
     if not args.json:
         for err in failures:
             print(f"pmv: error: {message(err)}", file=sys.stderr)

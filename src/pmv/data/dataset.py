@@ -140,7 +140,7 @@ class TrainClipDataset(ClipDataset):
             clip = sampling.train_clip(
                 reader.num_frames, data.num_frames, data.sampling_rate, meta.fps, data.target_fps, generator
             )
-            frames = reader.get_frames(clip.indices)
+            frames = reader.get_frames_at(clip.indices)
             audio = self._audio(reader, clip.start_s, clip.end_s) if data.audio else None
             if audio is not None and data.audio_negatives:
                 audio = torch.cat([audio, self._misaligned_audio(reader, clip.start_s, clip.end_s, generator)])
@@ -185,22 +185,21 @@ class _TestDecoder:
     def __init__(self, data: DataConfig, test: TestConfig):
         self.data = data
         self.test = test
-        spatial = [0, 1, 2] if test.num_spatial_views == 3 else [test.spatial_index]
-        self.transforms = {s: TestTransform(test, data.mean, data.std, spatial_index=s) for s in spatial}
-        self.crop = self.transforms[spatial[0]].crop
+        self.spatial = [0, 1, 2] if test.num_spatial_views == 3 else [test.spatial_index]
+        self.transform = TestTransform(test, data.mean, data.std)
+        self.crop = self.transform.crop
         self._sizes: dict[str, tuple[int, int]] = {}  # path -> decoded (H, W) at the test scale
 
     def spatial_indices(self) -> list[int]:
-        return list(self.transforms)
+        return list(self.spatial)
 
     def open(self, path: str) -> VideoReader:
         """A reader that returns frames already at the test size (exact shape: floor of the long side)."""
         size = self._sizes.get(path)
-        sizing = next(iter(self.transforms.values()))
         if size is None:
             reader = VideoReader(path, threads=1)
             meta = reader.metadata
-            size = sizing.resized_shape(meta.height, meta.width)
+            size = self.transform.resized_shape(meta.height, meta.width)
             self._sizes[path] = size
             if size == (meta.height, meta.width):
                 return reader
@@ -208,7 +207,7 @@ class _TestDecoder:
         return VideoReader(path, threads=1, size=size)
 
     def clip_of(self, frames: torch.Tensor, spatial: int) -> torch.Tensor:
-        return self.transforms[spatial](frames)
+        return self.transform(frames, spatial)
 
     def empty_clip(self) -> torch.Tensor:
         return torch.zeros(3, self.data.num_frames, *self.crop)
@@ -258,7 +257,7 @@ class TestClipDataset(ClipDataset):
                 raise DataError(self.failed[path])
             with self.decoder.open(path) as reader:
                 (sample,) = self.decoder.clips_for_video(reader, [(self.num_temporal_views, temporal)])
-                frames = reader.get_frames(sample.indices)
+                frames = reader.get_frames_at(sample.indices)
                 audio = self._audio(reader, sample.start_s, sample.end_s) if self.data.audio else None
             item["clip"] = self.decoder.clip_of(frames, item["spatial_view"])
             if audio is not None:
@@ -307,7 +306,7 @@ class VideoViewsDataset(ClipDataset):
             with self.decoder.open(path) as reader:
                 samples = dict(zip(temporal, self.decoder.clips_for_video(reader, temporal)))
                 wanted = sorted({i for sample in samples.values() for i in sample.indices})
-                frames = reader.get_frames(wanted)
+                frames = reader.get_frames_at(wanted)
             position = {frame: row for row, frame in enumerate(wanted)}
             clips = []
             for count, k, s in self.view_table.tolist():

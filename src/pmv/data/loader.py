@@ -15,6 +15,7 @@ import random
 import signal
 from typing import Any, Callable, Optional
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -34,12 +35,14 @@ def _seed_all(seed: int) -> None:
 
 
 def _init_worker(worker_id: int) -> None:
-    """Runs in each worker: one thread, every RNG seeded from this worker's seed, and stop signals left to the main
-    process (which finishes its step and checkpoints; a worker killed by Ctrl-C would break that)."""
+    """Runs in each worker: one thread (torch and OpenCV: the workers are the parallelism), every RNG seeded, and
+    stop signals left to the main process (which finishes its step and checkpoints; a worker killed by Ctrl-C would
+    break that)."""
     for name in ("SIGINT", "SIGTERM", "SIGUSR1"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     info = get_worker_info()
     seed = info.seed if info is not None else torch.initial_seed()
     _seed_all(seed)

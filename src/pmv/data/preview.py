@@ -33,7 +33,7 @@ def to_images(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
 def _full_frame(path: str, height: int) -> Optional[Image.Image]:
     try:
         with VideoReader(path, threads=1) as reader:
-            frame = reader.get_frames([reader.num_frames // 2])[0]
+            frame = reader.get_frames_at([reader.num_frames // 2])[0]
     except Exception:  # noqa: BLE001 - the preview still shows the clip
         return None
     image = Image.fromarray(frame.numpy())

@@ -13,7 +13,8 @@ are; the portrait changes follow the PMV seed fork:
   guaranteed; the first such call is logged.
 
 Attention goes through ``scaled_dot_product_attention`` with the rel-pos term as an additive float mask
-(``attention_impl="sdpa"``); ``attention_impl="math"`` is the explicit softmax path used as the reference.
+(``attention_impl="sdpa"``); ``attention_impl="math"`` is the explicit softmax path used as the reference;
+``attention_impl="auto"`` (the default) takes the explicit path on CPU under bf16/fp16, where it is faster.
 The forward returns logits (no softmax) in train and eval.
 """
 
@@ -112,7 +113,7 @@ class PoolingAttention(nn.Module):
         input_grid: Grid,
         stride_q: Grid,
         stride_kv: Grid,
-        attention_impl: str = "sdpa",
+        attention_impl: str = "auto",
     ):
         super().__init__()
         self.num_heads = num_heads
@@ -166,7 +167,7 @@ class MultiScaleBlock(nn.Module):
         stride_kv: Grid,
         drop_path: float = 0.0,
         mlp_ratio: float = 4.0,
-        attention_impl: str = "sdpa",
+        attention_impl: str = "auto",
     ):
         super().__init__()
         self.norm1 = _norm(dim_in)
@@ -223,7 +224,7 @@ class MViT(nn.Module):
         dropout: float = 0.5,
         act_checkpoint: bool = False,
         checkpoint_blocks: Sequence[int] = (),
-        attention_impl: str = "sdpa",
+        attention_impl: str = "auto",
     ):
         super().__init__()
         frames, height, width = (int(v) for v in input_size)
@@ -294,7 +295,8 @@ class MViT(nn.Module):
                 nn.init.trunc_normal_(param, std=0.02)
 
     def set_attention_impl(self, impl: str) -> None:
-        """Switch every block between ``"sdpa"`` and ``"math"`` (same weights, same result up to rounding)."""
+        """Switch every block between ``"auto"`` (per device and dtype), ``"sdpa"`` and ``"math"`` (same weights,
+        same result up to rounding)."""
         check_attention_impl(impl)
         for module in self.modules():
             if isinstance(module, PoolingAttention):
@@ -341,7 +343,7 @@ def mvitv2_s(
     dropout: float = 0.5,
     act_checkpoint: bool = False,
     checkpoint_blocks: Sequence[int] = (),
-    attention_impl: str = "sdpa",
+    attention_impl: str = "auto",
     stage_depths: Sequence[int] = MVITV2_S_STAGE_DEPTHS,
 ) -> MViT:
     """MViTv2-S 16x4 (34.5M parameters at 400 classes).

@@ -70,7 +70,8 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)
-        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+        last = x.dim() - 1  # a non-negative dim: the TorchScript-based ONNX exporter mis-writes movedim(-1, 1)
+        return self.norm(x.movedim(1, last)).movedim(last, 1)
 
 
 class ConvMlp(nn.Module):
@@ -118,7 +119,7 @@ class CBlock(nn.Module):
 class Attention(nn.Module):
     """Global multi-head self-attention over a token sequence ``(B, N, C)``."""
 
-    def __init__(self, dim: int, num_heads: int, attention_impl: str = "sdpa"):
+    def __init__(self, dim: int, num_heads: int, attention_impl: str = "auto"):
         super().__init__()
         self.num_heads = num_heads
         self.attention_impl = check_attention_impl(attention_impl)
@@ -135,7 +136,7 @@ class Attention(nn.Module):
 class SABlock(nn.Module):
     """Global MHRA: position conv, then a pre-norm transformer block over all (T*)H*W tokens."""
 
-    def __init__(self, ops: _Ops, dim: int, drop_path: float = 0.0, attention_impl: str = "sdpa"):
+    def __init__(self, ops: _Ops, dim: int, drop_path: float = 0.0, attention_impl: str = "auto"):
         super().__init__()
         self.pos_embed = ops.depthwise(dim, 3)
         self.norm1 = nn.LayerNorm(dim, eps=SA_LN_EPS)
@@ -170,7 +171,7 @@ class UniFormer(nn.Module):
         dropout: float = 0.0,
         act_checkpoint: bool = False,
         checkpoint_blocks: Sequence[int] = (),
-        attention_impl: str = "sdpa",
+        attention_impl: str = "auto",
         frame_level: bool = False,
     ):
         super().__init__()
@@ -220,7 +221,7 @@ class UniFormer(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def set_attention_impl(self, impl: str) -> None:
-        """Switch the global-attention blocks between ``"sdpa"`` and ``"math"``."""
+        """Switch the global-attention blocks between ``"auto"`` (per device and dtype), ``"sdpa"`` and ``"math"``."""
         check_attention_impl(impl)
         for module in self.modules():
             if isinstance(module, Attention):
@@ -278,7 +279,7 @@ def uniformer_s(
     dropout: float = 0.0,
     act_checkpoint: bool = False,
     checkpoint_blocks: Sequence[int] = (),
-    attention_impl: str = "sdpa",
+    attention_impl: str = "auto",
     stage_depths: Sequence[int] = UNIFORMER_S_DEPTHS,
 ) -> UniFormer:
     """UniFormer-S 16x4 for video (21.4M parameters at 400 classes); any crop size.
@@ -308,7 +309,7 @@ def uniformer_s_frame(
     dropout: float = 0.0,
     act_checkpoint: bool = False,
     checkpoint_blocks: Sequence[int] = (),
-    attention_impl: str = "sdpa",
+    attention_impl: str = "auto",
     stage_depths: Sequence[int] = UNIFORMER_S_DEPTHS,
 ) -> UniFormer:
     """Frame-level UniFormer-S (seed ``UNIFORMER.FRAME_BASE``): a 2D UniFormer-S on every frame, averaged over T.

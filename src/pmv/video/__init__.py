@@ -9,13 +9,14 @@ from pmv.video.errors import (
     EmptyVideoError,
     FrameIndexError,
     NoAudioStreamError,
+    NonIntegerIndexError,
     NotAVideoError,
     NoVideoStreamError,
     VideoError,
     VideoNotFoundError,
 )
 from pmv.video._pyav import open_input as open_container, video_stream
-from pmv.video.metadata import VideoMetadata
+from pmv.video.metadata import VideoMetadata, VideoStreamInfo
 from pmv.video.probe import probe
 from pmv.video.reader import VideoReader, read_frames
 
@@ -24,12 +25,14 @@ __all__ = [
     "EmptyVideoError",
     "FrameIndexError",
     "NoAudioStreamError",
+    "NonIntegerIndexError",
     "NoVideoStreamError",
     "NotAVideoError",
     "VideoError",
     "VideoMetadata",
     "VideoNotFoundError",
     "VideoReader",
+    "VideoStreamInfo",
     "open_container",
     "probe",
     "read_frames",

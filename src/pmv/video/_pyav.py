@@ -38,7 +38,7 @@ def check_file(path: str) -> int:
     return stat.st_size
 
 
-def _looks_like_iso_media(path: str) -> bool:
+def looks_like_iso_media(path: str) -> bool:
     # mp4/mov/m4a files start with an 'ftyp' (or older 'moov'/'mdat'/'wide') box.
     try:
         with open(path, "rb") as handle:
@@ -57,7 +57,7 @@ def open_input(path: str):
     except av.error.FileNotFoundError:
         raise VideoNotFoundError(path, "no such file", "check the path and the data root") from None
     except (av.error.InvalidDataError, av.error.EOFError, av.error.FFmpegError, UnicodeDecodeError) as err:
-        if _looks_like_iso_media(path):
+        if looks_like_iso_media(path):
             # An mp4 whose index (moov box) is cut off or damaged fails at open.
             raise CorruptVideoError(
                 path, f"the mp4 cannot be opened, its index (moov box) is missing or damaged: {err}",
@@ -66,12 +66,36 @@ def open_input(path: str):
         raise NotAVideoError(path, f"not a media file FFmpeg can read: {err}") from None
 
 
-def video_stream(container, path: str):
-    """The first video stream of ``container`` (raises NoVideoStreamError for audio-only files)."""
-    if not container.streams.video:
-        kinds = sorted({stream.type for stream in container.streams}) or ["no streams"]
+def video_stream(container, path: str, stream: int | None = None):
+    """The video stream of ``container`` to read (raises NoVideoStreamError for audio-only files).
+
+    ``stream=None`` picks the one FFmpeg's ``av_find_best_stream`` picks (what ffmpeg, players and torchcodec
+    use); an integer picks that video stream, counting video streams only (0 is the first).
+    """
+    videos = container.streams.video
+    if not videos:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise NoVideoStreamError(path, f"the file has no video stream (it holds: {', '.join(kinds)})")
-    return container.streams.video[0]
+    if stream is None:
+        try:
+            best = container.streams.best("video")
+        except (av.error.FFmpegError, ValueError):
+            best = None
+        return best if best is not None else videos[0]
+    if isinstance(stream, bool) or not isinstance(stream, int) or not 0 <= stream < len(videos):
+        raise NoVideoStreamError(
+            path, f"there is no video stream {stream!r}: the file has {len(videos)} video stream(s)",
+            f"pass stream=None or 0 to {len(videos) - 1}; probe(path).video_streams lists them",
+        )
+    return videos[stream]
+
+
+def video_ordinal(container, stream) -> int:
+    """The position of ``stream`` among the container's video streams (what ``stream=`` takes)."""
+    for ordinal, candidate in enumerate(container.streams.video):
+        if candidate.index == stream.index:
+            return ordinal
+    return 0
 
 
 def _iter_boxes(handle, start: int, end: int):
@@ -98,30 +122,52 @@ def _iter_boxes(handle, start: int, end: int):
         offset += size
 
 
-def _tkhd_rotation(handle, payload: int) -> int | None:
+def _read_matrix(handle, offset: int) -> tuple[int, ...] | None:
+    handle.seek(offset)
+    raw = handle.read(36)
+    if len(raw) < 36:
+        return None
+    return struct.unpack(">9i", raw)
+
+
+def _tkhd_matrix(handle, payload: int) -> tuple[int, ...] | None:
     handle.seek(payload)
     version = handle.read(1)
     if not version:
         return None
     # tkhd: version/flags, times and ids (v0: 32-bit, v1: 64-bit), then reserved/layer/volume, then the matrix.
-    matrix_offset = payload + (4 + 8 + 4 + 4 + 4 if version[0] == 0 else 4 + 16 + 4 + 4 + 8) + 8 + 2 + 2 + 2 + 2
-    handle.seek(matrix_offset)
-    raw = handle.read(36)
-    if len(raw) < 36:
+    return _read_matrix(handle, payload + (4 + 8 + 4 + 4 + 4 if version[0] == 0 else 4 + 16 + 4 + 4 + 8)
+                        + 8 + 2 + 2 + 2 + 2)
+
+
+def _mvhd_matrix(handle, payload: int) -> tuple[int, ...] | None:
+    handle.seek(payload)
+    version = handle.read(1)
+    if not version:
         return None
-    a, b, _, c, d = struct.unpack(">iiiii", raw[:20])
-    # The matrix maps coded to display coordinates; its rotation, read the way FFmpeg's display matrix is,
-    # gives the counter-clockwise turn that makes the picture upright.
-    turns = {(1, 0, 0, 1): 0, (0, 1, -1, 0): 270, (-1, 0, 0, -1): 180, (0, -1, 1, 0): 90}
-    sign = lambda value: (value > 0) - (value < 0)  # noqa: E731
-    return turns.get((sign(a), sign(b), sign(c), sign(d)))
+    # mvhd: version/flags, times, timescale, duration (v0: 32-bit, v1: 64-bit), rate, volume, reserved.
+    return _read_matrix(handle, payload + (4 + 4 + 4 + 4 + 4 if version[0] == 0 else 4 + 8 + 8 + 4 + 8)
+                        + 4 + 2 + 10)
 
 
-def mp4_rotation(path: str) -> int | None:
-    """The display rotation of the first video track of an mp4/mov, from its ``tkhd`` matrix, without decoding.
+IDENTITY_MATRIX = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
 
-    Degrees counter-clockwise in 0/90/180/270, or None when the file is not ISO media or has no video track.
-    """
+
+def _combine(track: tuple[int, ...], movie: tuple[int, ...] | None) -> tuple[int, ...]:
+    # FFmpeg's mov demuxer multiplies the track matrix by the movie matrix (16.16 fixed point in the first two
+    # columns, 2.30 in the third), as here.
+    if movie is None or movie == IDENTITY_MATRIX:
+        return track
+    shifts = (16, 16, 30)
+    return tuple(
+        sum((track[3 * row + e] * movie[3 * e + col]) >> shifts[e] for e in range(3))
+        for row in range(3) for col in range(3)
+    )
+
+
+def mp4_display_matrices(path: str) -> list[tuple[int, ...] | None] | None:
+    """The display matrix of every track of an mp4/mov, in track order (FFmpeg's stream order), without
+    decoding; None when the file is not ISO media or has no movie box."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -129,21 +175,17 @@ def mp4_rotation(path: str) -> int | None:
             for kind, payload, end in _iter_boxes(handle, 0, size):
                 if kind != b"moov":
                     continue
-                for trak_kind, trak_payload, trak_end in _iter_boxes(handle, payload, end):
-                    if trak_kind != b"trak":
-                        continue
-                    rotation, is_video = None, False
-                    for sub_kind, sub_payload, sub_end in _iter_boxes(handle, trak_payload, trak_end):
-                        if sub_kind == b"tkhd":
-                            rotation = _tkhd_rotation(handle, sub_payload)
-                        elif sub_kind == b"mdia":
-                            for mdia_kind, mdia_payload, _ in _iter_boxes(handle, sub_payload, sub_end):
-                                if mdia_kind == b"hdlr":
-                                    handle.seek(mdia_payload + 8)
-                                    is_video = handle.read(4) == b"vide"
-                    if is_video:
-                        return rotation
-                return None
+                movie, tracks = None, []
+                for sub_kind, sub_payload, sub_end in _iter_boxes(handle, payload, end):
+                    if sub_kind == b"mvhd":
+                        movie = _mvhd_matrix(handle, sub_payload)
+                    elif sub_kind == b"trak":
+                        matrix = None
+                        for box, box_payload, _ in _iter_boxes(handle, sub_payload, sub_end):
+                            if box == b"tkhd":
+                                matrix = _tkhd_matrix(handle, box_payload)
+                        tracks.append(matrix)
+                return [_combine(matrix, movie) if matrix is not None else None for matrix in tracks]
     except OSError:
         return None
     return None

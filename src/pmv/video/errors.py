@@ -48,3 +48,7 @@ class CorruptVideoError(VideoError):
 
 class FrameIndexError(VideoError, IndexError):
     """A frame index or time lies outside the video."""
+
+
+class NonIntegerIndexError(VideoError, ValueError):
+    """Frame indices were not integers (times go to ``VideoReader.get_frames_played_at``)."""

@@ -7,7 +7,9 @@ Layouts
   last two dimensions, so it also accepts any ``... x H x W`` tensor.
 
 Values stay on the 0..255 scale until :func:`normalize`; resizing, cropping and flipping are linear per channel,
-so normalising after them gives the same numbers as the seed (which normalises first) at lower cost.
+so normalising after them gives the same numbers as the seed (which normalises first) at lower cost. Resizing runs
+on OpenCV (``cv2.resize``, bilinear, half-pixel centres as ``F.interpolate(align_corners=False)``): uint8 in gives
+uint8-rounded values (OpenCV's bit-exact fixed point), float in gives float32.
 
 Randomness always comes from an explicit ``torch.Generator`` argument (``None`` = torch's global generator),
 so a clip's augmentation is reproducible from its generator state.
@@ -21,8 +23,9 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
+import cv2
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pmv.errors import PmvError
 
@@ -96,13 +99,30 @@ def thwc_to_cthw(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(3, 0, 1, 2)
 
 
-def _as_images(clip: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """``... x H x W`` -> float ``1 x N x H x W`` for F.interpolate (every leading plane resized alike)."""
-    lead = tuple(clip.shape[:-2])
-    images = clip.reshape(1, -1, clip.shape[-2], clip.shape[-1])
-    if not images.is_floating_point():
-        images = images.float()
-    return images, lead
+_CV_MAX_CHANNELS = 512  # cv2.Mat's channel limit
+CV_INTERPOLATION = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+
+
+def _resize(clip: torch.Tensor, out_h: int, out_w: int, interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize the last two dims of ``... x H x W`` with ``cv2.resize`` (every leading plane alike, no antialias).
+
+    The planes go to OpenCV as the channels of one ``H x W x N`` image: for uint8 its bilinear path is bit-exact
+    and the same for any channel count, so this equals a per-frame resize of ``T x H x W x 3`` frames.
+    """
+    if interpolation not in CV_INTERPOLATION:
+        raise TransformError(f"interpolation must be one of {tuple(CV_INTERPOLATION)}, got {interpolation!r}")
+    lead, (height, width) = tuple(clip.shape[:-2]), clip.shape[-2:]
+    planes = clip.reshape(-1, height, width)
+    if planes.dtype not in (torch.uint8, torch.float32):
+        planes = planes.float()
+    image = np.ascontiguousarray(planes.permute(1, 2, 0).numpy())
+    flag = CV_INTERPOLATION[interpolation]
+    chunks = [  # cv2 drops a single channel's axis: put it back
+        cv2.resize(image[..., i : i + _CV_MAX_CHANNELS], (out_w, out_h), interpolation=flag).reshape(out_h, out_w, -1)
+        for i in range(0, image.shape[-1], _CV_MAX_CHANNELS)
+    ]
+    out = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=-1)
+    return torch.from_numpy(out).permute(2, 0, 1).reshape(*lead, out_h, out_w)
 
 
 # --------------------------------------------------------------------------------------------------- scale jitter
@@ -130,15 +150,14 @@ def short_side_resize_shape(height: int, width: int, size: int) -> tuple[int, in
 def short_side_resize(clip: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
     """Resize so the short side is ``size`` (bilinear, ``align_corners=False``, no antialias, as the seed).
 
-    A no-op (the same tensor) when the short side already equals ``size``. Output is float.
+    A no-op (the same tensor) when the short side already equals ``size``. uint8 in: uint8 out (rounded, OpenCV's
+    bit-exact bilinear); float in: float32 out.
     """
     height, width = clip.shape[-2:]
     new_h, new_w = short_side_resize_shape(height, width, size)
     if (new_h, new_w) == (height, width):
         return clip
-    images, lead = _as_images(clip)
-    out = F.interpolate(images, size=(new_h, new_w), mode=interpolation, align_corners=False)
-    return out.reshape(*lead, new_h, new_w)
+    return _resize(clip, new_h, new_w, interpolation)
 
 
 def random_short_side_scale_jitter(
@@ -256,13 +275,10 @@ def resized_crop(
     size: int | Sequence[int],
     interpolation: str = "bilinear",
 ) -> torch.Tensor:
-    """Crop ``box = (top, left, h, w)`` then resize it to ``size`` (h, w); float output."""
+    """Crop ``box = (top, left, h, w)`` then resize it to ``size`` (h, w) (dtype as :func:`short_side_resize`)."""
     top, left, box_h, box_w = (int(v) for v in box)
     out_h, out_w = _pair(size)
-    region = crop(clip, top, left, (box_h, box_w))
-    images, lead = _as_images(region)
-    out = F.interpolate(images, size=(out_h, out_w), mode=interpolation, align_corners=False)
-    return out.reshape(*lead, out_h, out_w)
+    return _resize(crop(clip, top, left, (box_h, box_w)), out_h, out_w, interpolation)
 
 
 def random_resized_crop(
