@@ -178,13 +178,13 @@ def test_views_study_decodes_each_video_once_per_crop_setting(mixed_data, tmp_pa
     config = tiny_config(mixed_data, tmp_path)
     checkpoint = make_checkpoint(config, tmp_path / "ckpt.pt")
     calls = []
-    original = VideoReader.get_frames
+    original = VideoReader.get_frames_at
 
     def counting(self, indices):
         calls.append(1)
         return original(self, indices)
 
-    monkeypatch.setattr(VideoReader, "get_frames", counting)
+    monkeypatch.setattr(VideoReader, "get_frames_at", counting)
     assert views.TEMPORAL_VIEWS == (1, 3, 5, 7, 10) and views.SPATIAL_VIEWS == (1, 3)
     outcome = views.run(_request(config, tmp_path, "views", [checkpoint], temporal_views=[1, 3, 5]))
     num_test = len(mixed_data.classes) * 2
@@ -364,7 +364,7 @@ def test_synth_orientation_class_list_and_plain_background(tmp_path):
     videos = sorted(Path(summary.root).glob("*.mp4"))
     assert {(probe(v).height, probe(v).width) for v in videos} == {(32, 56)}
     with VideoReader(str(videos[0])) as reader:  # a sound class: plain background, a wandering object
-        frame = reader.get_frames([0])[0].float()
+        frame = reader.get_frames_at([0])[0].float()
     corner = frame[:4, :4].reshape(-1, 3)
     assert corner.std(0).max() < 12  # one colour plus encoder noise, no texture
     with pytest.raises(DataError, match="unknown synthetic class"):

@@ -165,7 +165,7 @@ class ProbeDataset(Dataset):
         with VideoReader(path, threads=1, size=size) as reader:  # resized once by the decoder
             sample = sampling.test_clip(reader.num_frames, data.num_frames, data.sampling_rate, reader.metadata.fps,
                                         temporal, self.num_temporal_views, data.target_fps, data.offset_sampling)
-            frames = reader.get_frames(sample.indices)
+            frames = reader.get_frames_at(sample.indices)
         self.decodes += 1
         self._cache = ((video, temporal), frames)
         return frames
@@ -206,7 +206,7 @@ def mean_frame(paths: Sequence[str], test: TestConfig, max_videos: int = 64) -> 
                 meta = reader.metadata
                 shape = shape or sizing.resized_shape(meta.height, meta.width)
             with VideoReader(path, threads=1, size=shape) as reader:
-                frame = reader.get_frames([reader.num_frames // 2])[0].float().numpy() / 255.0
+                frame = reader.get_frames_at([reader.num_frames // 2])[0].float().numpy() / 255.0
         except DECODE_ERRORS as err:
             log.debug("mean frame: skipping %s (%s)", path, err)
             continue
