@@ -8,6 +8,10 @@ The classes make the paper's questions show up in miniature. Three kinds:
   tall frame. The bands lie outside the centre square, so a centre square crop loses the class.
 * ``sound``: identical visuals (an object wandering about); the classes differ only in the pitch of a tone.
 
+``orientation`` picks the frame shape: ``portrait`` (``size`` H x W, H > W), ``landscape`` (the same size turned,
+W x H) or ``mixed`` (even-numbered videos of each class and split portrait, odd ones landscape): landscape versions
+of the same classes, for the format study. In a landscape frame the position bands are the top and bottom 30 %.
+
 Everything else (background colour and texture, object colour, shape, size, speed, start position, phase) is drawn
 per video, so a model has to learn the class, not memorise videos. Output for ``out_dir``::
 
@@ -74,6 +78,9 @@ SOUND_CLASSES: dict[str, float] = {
 }
 KIND_CLASSES: dict[str, dict] = {"motion": MOTION_CLASSES, "position": POSITION_CLASSES, "sound": SOUND_CLASSES}
 KINDS = tuple(KIND_CLASSES)
+ORIENTATIONS = ("portrait", "landscape", "mixed")
+BACKGROUNDS = ("textured", "plain")
+LANDSCAPE_BAND = 0.3  # fraction of a landscape frame's height that makes the top (and the bottom) band
 
 
 @dataclass
@@ -81,10 +88,13 @@ class SynthOptions:
     kinds: Sequence[str] = KINDS  # which kinds of classes to make
     classes_per_kind: int = 2  # classes of each kind (motion <= 8, position <= 4, sound <= 6)
     num_classes: Optional[int] = None  # if set: this many classes in total, taken from the kinds in turn
+    class_names: Optional[Sequence[str]] = None  # if set: exactly these classes (names from the kind tables)
     train_per_class: int = 24
     val_per_class: int = 8
     test_per_class: int = 8
-    size: tuple[int, int] = (160, 90)  # H x W, portrait
+    size: tuple[int, int] = (160, 90)  # H x W, portrait (landscape videos are W x H)
+    orientation: str = "portrait"  # portrait | landscape | mixed (alternating per video)
+    background: str = "textured"  # textured (blurred random texture) | plain (one random colour; easier to learn)
     duration: float = 2.0  # seconds
     fps: int = 15
     audio_sample_rate: int = 16000
@@ -95,6 +105,12 @@ class SynthOptions:
 
     def per_split(self) -> dict[str, int]:
         return {"train": self.train_per_class, "val": self.val_per_class, "test": self.test_per_class}
+
+    def frame_size(self, index: int) -> tuple[int, int]:
+        """H x W of a class's ``index``-th video of a split."""
+        height, width = self.size
+        landscape = self.orientation == "landscape" or (self.orientation == "mixed" and index % 2 == 1)
+        return (width, height) if landscape else (height, width)
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,7 @@ class SynthSummary:
     fps: int
     bytes_written: int = 0
     seconds: float = 0.0
+    orientation: str = "portrait"
 
     @property
     def num_classes(self) -> int:
@@ -135,10 +152,20 @@ class _VideoJob:
     class_name: str
     stream_key: str  # names the video's random stream
     options: SynthOptions = field(compare=False)
+    size: tuple[int, int] = (0, 0)  # H x W of this video; (0, 0) = options.size
 
 
 def choose_classes(options: SynthOptions) -> list[SynthClass]:
     """The classes, in label order: each kind's classes in turn (or round-robin when ``num_classes`` is set)."""
+    if options.class_names is not None:
+        by_name = {name: kind for kind, names in KIND_CLASSES.items() for name in names}
+        unknown = [name for name in options.class_names if name not in by_name]
+        if unknown:
+            raise DataError(f"unknown synthetic class(es) {unknown}; known: {', '.join(by_name)}")
+        names = list(dict.fromkeys(options.class_names))
+        if len(names) < 2:
+            raise DataError("a dataset needs at least 2 classes")
+        return [SynthClass(name=name, kind=by_name[name], label=i) for i, name in enumerate(names)]
     kinds = list(dict.fromkeys(options.kinds))
     for kind in kinds:
         if kind not in KIND_CLASSES:
@@ -176,6 +203,10 @@ def _validate(options: SynthOptions) -> None:
         raise DataError(f"size {height}x{width} (H x W) is not portrait: the height must exceed the width")
     if height % 2 or width % 2 or width < 32:
         raise DataError(f"size {height}x{width} must have even sides (H.264 yuv420p) and a width of at least 32")
+    if options.orientation not in ORIENTATIONS:
+        raise DataError(f"orientation {options.orientation!r} is not one of {', '.join(ORIENTATIONS)}")
+    if options.background not in BACKGROUNDS:
+        raise DataError(f"background {options.background!r} is not one of {', '.join(BACKGROUNDS)}")
     if options.gop < 0:
         raise DataError(f"gop must be >= 0 (0 = one keyframe per second), got {options.gop}")
     if options.fps <= 0 or options.duration <= 0:
@@ -193,8 +224,12 @@ def _rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A random base colour with a blurred random texture (float32 H x W x 3)."""
+def _background(rng: np.random.Generator, height: int, width: int, kind: str = "textured") -> np.ndarray:
+    """A random base colour with a blurred random texture (float32 H x W x 3); ``plain``: one mid-tone colour
+    alone (mid tones leave every object colour room to stand out)."""
+    if kind == "plain":
+        base = rng.uniform(90, 160, size=3)
+        return np.broadcast_to(base.astype(np.float32), (height, width, 3)).copy()
     base = rng.uniform(40, 215, size=3)
     coarse = rng.normal(0, 1, size=(height // 8 + 2, width // 8 + 2, 3))
     rows = np.linspace(0, coarse.shape[0] - 1.001, height)
@@ -220,9 +255,18 @@ def _object_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarr
     return (255.0 - mean).astype(np.float32)
 
 
+def _job_size(job: _VideoJob) -> tuple[int, int]:
+    return tuple(job.size) if job.size[0] > 0 else tuple(job.options.size)
+
+
+def _band_height(height: int, width: int) -> float:
+    """Rows of the top (and bottom) band of the position classes: outside the centre square when portrait."""
+    return (height - width) / 2 if height > width else LANDSCAPE_BAND * height
+
+
 def _centres(job: _VideoJob, rng: np.random.Generator, times: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Object centre (x, y) per frame, and its visibility per frame."""
-    height, width = job.options.size
+    height, width = _job_size(job)
     half = size / 2
     visible = np.ones(len(times), dtype=bool)
     progress = times / max(job.options.duration, 1e-6)  # 0..1 over the video
@@ -244,7 +288,7 @@ def _centres(job: _VideoJob, rng: np.random.Generator, times: np.ndarray, size: 
         return np.clip(x, half, width - half), np.clip(y, half, height - half), visible
     if job.kind == "position":
         action, band = POSITION_CLASSES[job.class_name]
-        band_height = (height - width) / 2  # rows above (and below) the centre square
+        band_height = _band_height(height, width)
         top = rng.uniform(0, max(band_height - size, 0))
         y_centre = top + half if band == "top" else height - top - half
         y = np.full(len(times), y_centre)
@@ -272,14 +316,14 @@ def _centres(job: _VideoJob, rng: np.random.Generator, times: np.ndarray, size: 
 def render_frames(job: _VideoJob, rng: np.random.Generator) -> np.ndarray:
     """The video's frames, uint8 T x H x W x 3."""
     options = job.options
-    height, width = options.size
+    height, width = _job_size(job)
     num_frames = round(options.duration * options.fps)
     times = np.arange(num_frames) / options.fps
-    background = _background(rng, height, width)
+    background = _background(rng, height, width, options.background)
     colour = _object_colour(rng, background)
-    size = int(round(rng.uniform(0.16, 0.28) * width))
+    size = int(round(rng.uniform(0.16, 0.28) * min(width, height)))
     if job.kind == "position":
-        size = min(size, int((height - width) / 2 * 0.9))
+        size = min(size, int(_band_height(height, width) * 0.9))
     size = max(size, 4)
     round_shape = rng.random() < 0.5
     xs, ys, visible = _centres(job, rng, times, size)
@@ -321,6 +365,7 @@ def render_audio(job: _VideoJob, rng: np.random.Generator) -> np.ndarray:
 
 
 def _encode(path: Path, frames: np.ndarray, audio: np.ndarray, options: SynthOptions) -> None:
+    """H.264 video of ``frames`` (T x H x W x 3, any orientation) and AAC audio, atomically."""
     with atomic_output(path, ".mp4") as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
         video = container.add_stream(
             "libx264",
@@ -334,7 +379,7 @@ def _encode(path: Path, frames: np.ndarray, audio: np.ndarray, options: SynthOpt
                 "x264-params": "mbtree=0",
             },
         )
-        video.width, video.height = options.size[1], options.size[0]
+        video.width, video.height = frames.shape[2], frames.shape[1]
         video.pix_fmt = "yuv420p"
         video.codec_context.thread_count = 1
         sound = container.add_stream("aac", rate=options.audio_sample_rate, layout="mono")
@@ -391,7 +436,8 @@ def synthesize(
                 name = f"{split}_{cls.label:03d}_{index:04d}.mp4"
                 rows[split].append(f"{name},{cls.label}")
                 key = f"{split}/{cls.name}/{index}"
-                jobs.append(_VideoJob(str(videos_dir / name), cls.kind, cls.name, key, options))
+                jobs.append(_VideoJob(str(videos_dir / name), cls.kind, cls.name, key, options,
+                                      options.frame_size(index)))
     total_bytes = 0
     bar = tqdm(total=len(jobs), desc="synth videos", unit="video", disable=not progress)
     try:
@@ -431,5 +477,6 @@ def synthesize(
         fps=options.fps,
         bytes_written=total_bytes,
         seconds=seconds,
+        orientation=options.orientation,
     )
 

@@ -36,6 +36,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", type=int, default=defaults.val_per_class, help="val videos per class")
     parser.add_argument("--test", type=int, default=defaults.test_per_class, help="test videos per class")
     parser.add_argument("--size", type=_size, default=defaults.size, help="frame size HxW (portrait), default 160x90")
+    parser.add_argument(
+        "--orientation", choices=("portrait", "landscape", "mixed"), default=defaults.orientation,
+        help="portrait (HxW of --size), landscape (turned: WxH) or mixed (alternating; for `pmv study format`)",
+    )
+    parser.add_argument("--background", choices=("textured", "plain"), default=defaults.background,
+                        help="textured (default) or plain (one random colour per video: easier for small models)")
     parser.add_argument("--duration", type=float, default=defaults.duration, help="seconds, default: %(default)s")
     parser.add_argument("--fps", type=int, default=defaults.fps, help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
@@ -58,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         val_per_class=args.val,
         test_per_class=args.test,
         size=args.size,
+        orientation=args.orientation,
+        background=args.background,
         duration=args.duration,
         fps=args.fps,
         seed=args.seed,
@@ -67,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{split} {count}" for split, count in summary.videos.items())
     print(
         f"wrote {sum(summary.videos.values())} videos ({counts}) of {summary.num_classes} classes, "
-        f"{summary.size[0]}x{summary.size[1]}, {summary.num_frames} frames at {summary.fps} fps, "
+        f"{summary.size[0]}x{summary.size[1]} {summary.orientation}, {summary.num_frames} frames at {summary.fps} fps, "
         f"{summary.bytes_written / 1e6:.1f} MB in {summary.seconds:.1f} s"
     )
     for cls in summary.classes:

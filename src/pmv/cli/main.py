@@ -31,6 +31,7 @@ COMMANDS: list[Command] = [
     Command(None, "export", "pmv.cli.export", "export a checkpoint to ONNX, TorchScript or torch.export, verified, with pmv.json"),
     Command(None, "predict", "pmv.cli.predict", "top-k classes of videos (files, folders, lists) with the test views"),
     Command(None, "serve", "pmv.cli.serve", "HTTP API and web page (upload a video, see top-5 and crops; taxonomy)"),
+    Command(None, "study", "pmv.cli.study", "the paper's six studies (format, spatial-bias, augmentation, views, temporal, audio); `all --demo` on a CPU"),
     Command(None, "test", "pmv.cli.test", "multi-view test of a checkpoint: top-1/top-5, per-class CSV, confusion matrix"),
     Command(None, "train", "pmv.cli.train", "train a model from a recipe (one process, or many under torchrun)"),
     Command(None, "download", "pmv.cli.download", "download PMV-400 videos (or import a mirror), verified and resumable"),
