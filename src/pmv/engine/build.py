@@ -63,6 +63,21 @@ def load_weights(model: nn.Module, path_or_state: Any, *, strict: bool = True, a
     return load_checkpoint(path_or_state, model, strict=strict, allow_head_mismatch=allow_head_mismatch)
 
 
+def load_trained_weights(model: nn.Module, state: dict | None, path: str | Path, *, use_ema: bool = False):
+    """Strictly load a pmv checkpoint's weights (``state``; its EMA copy with ``use_ema``), or, when ``state`` is
+    None, a foreign (PySlowFast/UniFormer) file at ``path``."""
+    from pmv.errors import CheckpointError
+
+    if state is None:
+        return load_weights(model, str(path), strict=True)
+    weights = state
+    if use_ema:
+        if not state.get("ema"):
+            raise CheckpointError(f"{path} has no EMA weights (train.ema_decay was 0); drop --ema")
+        weights = {**state, "model": state["ema"]}
+    return load_weights(model, weights, strict=True)
+
+
 def build_datasets(data: DataConfig, transform: TransformConfig, test: TestConfig):
     """(train, val): val is one centre view per video with the test sizing, or None without a val list."""
     from pmv.data.annotations import list_file

@@ -26,7 +26,9 @@ from tqdm import tqdm
 from pmv.config import Config, TestConfig
 from pmv.engine import distributed as distrib
 from pmv.engine import metrics as M
-from pmv.engine.build import build_model, config_for_checkpoint, load_weights, make_loader, run_dir_of, test_input_size
+from pmv.engine.build import (
+    build_model, config_for_checkpoint, load_trained_weights, make_loader, run_dir_of, test_input_size,
+)
 from pmv.engine.loop import model_inputs
 from pmv.engine.precision import autocast_context, resolve_precision
 
@@ -434,15 +436,7 @@ def load_checkpoint_for_test(
     config = replace(config, model=replace(config.model, pretrained=""))
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, test_input_size(config))
-    if state is not None:
-        weights = state
-        if use_ema:
-            if not state.get("ema"):
-                raise CheckpointError(f"{path} has no EMA weights (train.ema_decay was 0); drop --ema")
-            weights = {**state, "model": state["ema"]}
-        load_weights(model, weights, strict=True)
-    else:
-        load_weights(model, str(path), strict=True)
+    load_trained_weights(model, state, path, use_ema=use_ema)
     return config, model.to(device), state
 
 

@@ -397,7 +397,7 @@ class Predictor:
         """A pmv checkpoint (config and class names stored in it), or a PySlowFast/UniFormer file with
         ``config_path`` (the recipe) and ``class_names`` (a file or a list; default: numbers)."""
         from pmv.engine import checkpointing as ckpt
-        from pmv.engine.build import build_model, config_for_checkpoint, load_weights
+        from pmv.engine.build import build_model, config_for_checkpoint, load_trained_weights
 
         path = Path(checkpoint)
         if not path.is_file():
@@ -415,15 +415,7 @@ class Predictor:
         spec = InputSpec.from_config(config).with_views(views)
         torch.manual_seed(0)
         model = build_model(model_cfg, spec.input_size)
-        if state is not None:
-            weights = state
-            if use_ema:
-                if not state.get("ema"):
-                    raise CheckpointError(f"{path} has no EMA weights (train.ema_decay was 0); drop --ema")
-                weights = {**state, "model": state["ema"]}
-            load_weights(model, weights, strict=True)
-        else:
-            load_weights(model, str(path), strict=True)
+        load_trained_weights(model, state, path, use_ema=use_ema)
         names = read_class_names_arg(class_names) or (state or {}).get("class_names") or []
         num_classes = model_cfg.num_classes
         if names and len(names) != num_classes:

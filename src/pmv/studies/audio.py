@@ -13,10 +13,9 @@ import logging
 import time
 from dataclasses import replace
 
-from pmv.errors import ConfigError
 from pmv.studies.common import (
     StudyOutcome, StudyRequest, is_main, load_for_test, markdown_table, model_run, pct, synth_kinds, top1_by_kind,
-    top1_of, write_study,
+    top1_of, twin_model, write_study,
 )
 
 log = logging.getLogger(__name__)
@@ -26,12 +25,7 @@ AUDIO_ONLY = {"tiny_av": {"modality": "audio"}}  # AV models that have an audio-
 
 
 def av_model_name(model: str, chosen: str | None = None) -> str:
-    if chosen:
-        return chosen
-    if model not in AV_MODELS:
-        raise ConfigError(f"no audio-visual twin of {model!r} is known ({', '.join(f'{a} -> {b}' for a, b in AV_MODELS.items())}); "
-                          "pass --av-model NAME")
-    return AV_MODELS[model]
+    return twin_model(model, chosen, AV_MODELS, "audio-visual", "--av-model")
 
 
 def run(request: StudyRequest) -> StudyOutcome:

@@ -235,3 +235,13 @@ def top1_by_kind(report: Any, kinds: dict[str, str]) -> dict[str, float]:
         hits[kind] = hits.get(kind, 0.0) + row["top1"] * row["videos"] / 100.0
         videos[kind] = videos.get(kind, 0) + row["videos"]
     return {kind: 100.0 * hits[kind] / videos[kind] for kind in hits if videos[kind]}
+
+
+def twin_model(model: str, chosen: str | None, twins: dict[str, str], what: str, flag: str) -> str:
+    """The model a study compares ``model`` with (its frame-level or audio-visual twin): ``chosen`` when given."""
+    if chosen:
+        return chosen
+    if model not in twins:
+        known = ", ".join(f"{a} -> {b}" for a, b in twins.items())
+        raise ConfigError(f"no {what} twin of {model!r} is known ({known}); pass {flag} NAME")
+    return twins[model]

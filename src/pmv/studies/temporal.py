@@ -14,10 +14,9 @@ import logging
 import time
 from dataclasses import replace
 
-from pmv.errors import ConfigError
 from pmv.studies.common import (
     StudyOutcome, StudyRequest, is_main, load_for_test, markdown_table, model_run, pct, synth_kinds, top1_by_kind,
-    top1_of, write_study,
+    top1_of, twin_model, write_study,
 )
 from pmv.studies.datasets import ORDERS, FrameOrderDataset
 
@@ -27,12 +26,7 @@ FRAME_MODELS = {"tiny": "tiny_frame", "uniformer_s": "uniformer_s_frame"}
 
 
 def frame_model_name(model: str, chosen: str | None = None) -> str:
-    if chosen:
-        return chosen
-    if model not in FRAME_MODELS:
-        raise ConfigError(f"no frame-level twin of {model!r} is known ({', '.join(f'{a} -> {b}' for a, b in FRAME_MODELS.items())}); "
-                          "pass --frame-model NAME")
-    return FRAME_MODELS[model]
+    return twin_model(model, chosen, FRAME_MODELS, "frame-level", "--frame-model")
 
 
 def run(request: StudyRequest) -> StudyOutcome:
