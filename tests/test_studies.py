@@ -171,7 +171,7 @@ def _request(config, tmp_path, name, checkpoints=(), **options):
                         device="cpu", checkpoints=list(checkpoints), options=options)
 
 
-def test_views_study_decodes_each_video_once_per_crop_setting(mixed_data, tmp_path, monkeypatch):
+def test_views_study_decodes_each_video_once(mixed_data, tmp_path, monkeypatch):
     from pmv.studies import views
     from pmv.video.reader import VideoReader
 
@@ -188,7 +188,7 @@ def test_views_study_decodes_each_video_once_per_crop_setting(mixed_data, tmp_pa
     assert views.TEMPORAL_VIEWS == (1, 3, 5, 7, 10) and views.SPATIAL_VIEWS == (1, 3)
     outcome = views.run(_request(config, tmp_path, "views", [checkpoint], temporal_views=[1, 3, 5]))
     num_test = len(mixed_data.classes) * 2
-    assert len(calls) == 2 * num_test  # 1 and 3 crops: one decode per video each, for every view count
+    assert len(calls) == num_test  # one decode per video for every view count, with 1 and with 3 crops
     body = json.loads((tmp_path / "views" / "results.json").read_text())
     assert [(r["temporal"], r["spatial"]) for r in body["rows"]] == [(t, s) for s in (1, 3) for t in (1, 3, 5)]
     assert set(body["rows"][0]) == {"temporal", "spatial", "top1", "gflops"}
@@ -196,6 +196,15 @@ def test_views_study_decodes_each_video_once_per_crop_setting(mixed_data, tmp_pa
     assert body["rows"][-1]["gflops"] == pytest.approx(per_view * 15)
     assert (tmp_path / "views" / "views_top1_vs_gflops.png").is_file()
     assert outcome.results == body
+
+    # The one-crop rows taken from the 3-crop decode equal a sweep that decodes the centre crop alone.
+    from pmv.engine.evaluator import run_view_sweep
+    from pmv.studies.common import load_for_test
+
+    model, loaded, names = load_for_test(checkpoint, torch.device("cpu"), config)
+    alone = run_view_sweep(loaded, model, tmp_path / "alone", [1, 3, 5], spatial_view_counts=[1],
+                           class_names=names, progress=False)
+    assert [p.metrics.top1 for p in alone.protocols] == [r["top1"] for r in body["rows"][:3]]
 
 
 def test_temporal_study_keys_and_orders(mixed_data, tmp_path):

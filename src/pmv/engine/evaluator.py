@@ -62,16 +62,18 @@ def _errors(batch: dict, size: int) -> list[str]:
 
 
 class ViewScorer:
-    """Adds batches of views to per-video aggregators; keeps the loss and the failure reasons it sees."""
+    """Adds batches of views to per-video aggregators, one per protocol ``(temporal views, spatial crops)``; keeps the
+    loss and the failure reasons it sees. A one-crop protocol of a sweep takes the views at ``single_crop``."""
 
     def __init__(self, model: nn.Module, device: torch.device, precision: str, aggregators: dict,
-                 aggregation: str) -> None:
+                 aggregation: str, single_crop: int = 1) -> None:
         self.model, self.device, self.precision = model, device, precision
         self.aggregators, self.aggregation = aggregators, aggregation
+        self.single_crop = single_crop
         self.loss_sum, self.loss_count = 0.0, 0
         self.errors: dict[int, str] = {}
 
-    def add_views(self, batch: dict, count: int) -> None:
+    def add_views(self, batch: dict, protocol: tuple[int, int]) -> None:
         """Items of per-view datasets: ``clip`` B x C x T x H x W, ``index``, ``temporal_view``, ``spatial_view``."""
         valid = _valid_mask(batch, batch["label"].shape[0])
         for row, error in enumerate(_errors(batch, len(valid))):
@@ -86,7 +88,7 @@ class ViewScorer:
         scores = M.view_scores(logits, self.aggregation).cpu().numpy()
         for j, row in enumerate(keep.tolist()):
             key = (int(batch["temporal_view"][row]), int(batch["spatial_view"][row]))
-            self.aggregators[count].add(int(batch["index"][row]), key, scores[j])
+            self.aggregators[protocol].add(int(batch["index"][row]), key, scores[j])
 
     def add_video_views(self, batch: dict, chunk: int) -> None:
         """Items of the sweep dataset: ``clips`` B x V x C x T x H x W, ``views`` B x V x 3 (count, k, s)."""
@@ -107,8 +109,9 @@ class ViewScorer:
                 parts.append(forward_logits(self.model, per_view, rows, self.device, self.precision)[0])
             scores = M.view_scores(torch.cat(parts), self.aggregation).cpu().numpy()
             for (count, temporal, spatial), score in zip(batch["views"][row].tolist(), scores):
-                if count in self.aggregators:
-                    self.aggregators[count].add(video, (temporal, spatial), score)
+                for (views, crops), aggregator in self.aggregators.items():
+                    if views == count and (crops > 1 or spatial == self.single_crop):
+                        aggregator.add(video, (temporal, spatial), score)
 
     def _invalid(self, video: int, error: str) -> None:
         for aggregator in self.aggregators.values():
@@ -192,7 +195,7 @@ def _write_protocol(out: Path, result_name: str, aggregator: M.VideoAggregator, 
 class _Scored:
     """What every rank scored, merged on rank 0."""
 
-    aggregators: dict[int, M.VideoAggregator]
+    aggregators: dict[tuple[int, int], M.VideoAggregator]
     errors: dict[int, str]
     loss_sum: float
     loss_count: int
@@ -230,13 +233,13 @@ def evaluate(model: nn.Module, loader, device: torch.device, *, precision: str =
     dataset = loader.dataset
     num_videos = len(dataset.paths)
     num_classes = int(dataset.num_classes)
-    scorer = ViewScorer(model, device, precision, {1: M.VideoAggregator(num_videos, num_classes, aggregation)},
+    scorer = ViewScorer(model, device, precision, {(1, 1): M.VideoAggregator(num_videos, num_classes, aggregation)},
                         aggregation)
     scored = _score_loader(model, loader, scorer, sweep_chunk=None, progress=progress, desc="val",
                            num_videos=num_videos, num_classes=num_classes, aggregation=aggregation)
     metrics = None
     if scored is not None:
-        aggregator = scored.aggregators[1]
+        aggregator = scored.aggregators[(1, 1)]
         summary = M.compute_test_metrics(aggregator.scores, np.asarray(dataset.labels), aggregator.valid)
         metrics = {"loss": float(scored.loss_sum / max(scored.loss_count, 1)), "top1": float(summary.top1),
                    "top5": float(summary.top5), "videos": num_videos, "invalid": int((~aggregator.valid).sum())}
@@ -250,7 +253,7 @@ def _test_loader(config: Config, dataset, batch_size: int, progress_rank: int):
                        seed=config.train.seed, drop_last=False, persistent=False)
 
 
-def _report(config: Config, scored: Optional[_Scored], dataset, output_dir: Path, counts: Sequence[int],
+def _report(config: Config, scored: Optional[_Scored], dataset, output_dir: Path, protocols: Sequence[tuple[int, int]],
             class_names: Sequence[str] | None, extra_report: dict | None) -> "TestReport":
     test = config.test
     report = TestReport(output_dir=Path(output_dir), split=test.split, num_videos=len(dataset.paths), protocols=[],
@@ -264,9 +267,8 @@ def _report(config: Config, scored: Optional[_Scored], dataset, output_dir: Path
     class_names = list(class_names or getattr(dataset, "class_names", []) or [str(i) for i in range(num_classes)])
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    spatial = test.num_spatial_views
-    for count in counts:
-        merged = scored.aggregators[count]
+    for count, spatial in protocols:
+        merged = scored.aggregators[(count, spatial)]
         expected = count * spatial
         wrong_count = np.flatnonzero(merged.valid & (merged.view_counts != expected))
         if len(wrong_count):
@@ -318,22 +320,23 @@ def _update_report_json(path: Path, test: TestConfig, report: "TestReport", extr
     return M.write_json(path, body)
 
 
-def _score_and_report(config: Config, model: nn.Module, output_dir, dataset, counts: list[int], *, sweep: bool,
+def _score_and_report(config: Config, model: nn.Module, output_dir, dataset, protocols: list[tuple[int, int]], *,
+                      sweep: bool,
                       device, class_names, extra_report, progress: bool) -> TestReport:
     test = config.test
     device = device or next(model.parameters()).device
     num_videos = len(dataset.paths)
     num_classes = int(getattr(dataset, "num_classes", 0) or config.model.num_classes)
-    aggregators = {k: M.VideoAggregator(num_videos, num_classes, test.aggregation) for k in counts}
+    aggregators = {key: M.VideoAggregator(num_videos, num_classes, test.aggregation) for key in protocols}
     scorer = ViewScorer(model, device, resolve_precision(config.train.precision, device), aggregators,
-                        test.aggregation)
+                        test.aggregation, single_crop=test.spatial_index)
     # A sweep item is a whole video; its views go through the model test.batch_size at a time.
     loader = _test_loader(config, dataset, 1 if sweep else test.batch_size, distrib.rank())
     scored = _score_loader(model, loader, scorer, sweep_chunk=test.batch_size if sweep else None,
                            progress=progress and distrib.is_main_process(),
                            desc=f"{'sweep' if sweep else 'test'} {test.split}", num_videos=num_videos,
                            num_classes=num_classes, aggregation=test.aggregation)
-    return _report(config, scored, dataset, Path(output_dir), counts, class_names, extra_report)
+    return _report(config, scored, dataset, Path(output_dir), protocols, class_names, extra_report)
 
 
 def run_test(
@@ -359,7 +362,8 @@ def run_test(
         from pmv.data.dataset import build_test_dataset
 
         dataset = build_test_dataset(config.data, config.test, split=config.test.split)
-    return _score_and_report(config, model, output_dir, dataset, [config.test.num_temporal_views], sweep=False,
+    protocol = (config.test.num_temporal_views, config.test.num_spatial_views)
+    return _score_and_report(config, model, output_dir, dataset, [protocol], sweep=False,
                              device=device, class_names=class_names, extra_report=extra_report, progress=progress)
 
 
@@ -369,23 +373,32 @@ def run_view_sweep(
     output_dir: str | Path,
     temporal_view_counts: Sequence[int],
     *,
+    spatial_view_counts: Sequence[int] | None = None,
     device: torch.device | None = None,
     class_names: Sequence[str] | None = None,
     dataset: Any = None,
     extra_report: dict | None = None,
     progress: bool = True,
 ) -> TestReport:
-    """The temporal-view sweep: every video decoded once, scored with each count of temporal views (times
-    ``test.num_spatial_views`` crops); one protocol per count in the report. ``test.batch_size`` views per forward."""
+    """The view sweep: every video decoded once and scored with each count of temporal views, times each count of
+    spatial crops (``spatial_view_counts``, default ``[test.num_spatial_views]``; 1 crop is ``test.spatial_index``,
+    3 sit along the long side, so ``[1, 3]`` comes from the same decode). One protocol per pair in the report;
+    ``test.batch_size`` views per forward."""
     from pmv.data.sampling import check_view_counts
+    from pmv.errors import ConfigError
 
     counts = check_view_counts(temporal_view_counts)
+    crops = sorted({int(s) for s in (spatial_view_counts or [config.test.num_spatial_views])})
+    if not set(crops) <= {1, 3}:
+        raise ConfigError(f"spatial view counts must be 1 or 3 (crops along the long side), got {list(crops)}")
+    config = replace(config, test=replace(config.test, num_spatial_views=max(crops)))
     if dataset is None:
         from pmv.data.dataset import build_video_views_dataset
 
         dataset = build_video_views_dataset(config.data, config.test, split=config.test.split,
                                             temporal_view_counts=counts)
-    return _score_and_report(config, model, output_dir, dataset, counts, sweep=True, device=device,
+    protocols = [(count, crop) for crop in crops for count in counts]
+    return _score_and_report(config, model, output_dir, dataset, protocols, sweep=True, device=device,
                              class_names=class_names, extra_report=extra_report, progress=progress)
 
 
