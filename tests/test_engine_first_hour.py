@@ -74,6 +74,7 @@ def test_ctrl_c_names_the_checkpoint_to_resume_from(tmp_path):
     saved = ckpt.list_checkpoints(run)
     assert saved and f"checkpoint written: {saved[-1]}" in err and "Run the same command again" in err
     assert "Traceback" not in err
+    assert "\r" not in err  # stderr is a pipe, not a terminal: no progress bars redrawn into the log
 
 
 HANG_SCRIPT = """
@@ -112,3 +113,19 @@ def test_an_error_inside_loader_workers_ends_the_run_instead_of_hanging(tmp_path
                           text=True, env=env, timeout=90)
     assert proc.returncode != 0 and "a bug in a dataset" in proc.stderr
     assert "killed by signal" not in proc.stderr
+
+
+def test_progress_bars_only_on_a_terminal_and_never_with_no_progress(monkeypatch):
+    import argparse
+
+    from pmv.cli.common import show_progress
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert show_progress(argparse.Namespace(no_progress=False))
+    assert not show_progress(argparse.Namespace(no_progress=True))
+    monkeypatch.setattr(sys, "stderr", open(os.devnull, "w"))
+    assert not show_progress(argparse.Namespace(no_progress=False))
