@@ -17,14 +17,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-per-class", type=int, default=defaults.test_per_class,
                         help="test videos per class (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (also off when stderr is not a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pmv.cli.common import show_progress
     from pmv.engine.demo import DemoOptions, run_demo
 
     result = run_demo(DemoOptions(out_dir=args.out, recipe=args.config, epochs=args.epochs,
                                   train_per_class=args.train_per_class, test_per_class=args.test_per_class,
-                                  seed=args.seed))
+                                  seed=args.seed, progress=show_progress(args)))
     print(f"test top-1 {result.top1:.2f}% (top-5 {result.top5:.2f}%) on {result.num_test_videos} held-out videos, "
           f"{result.seconds:.0f} s")
     print(f"report: {result.report_md}")

@@ -36,6 +36,7 @@ class DemoOptions:
     epochs: Optional[int] = None  # default: the recipe's
     seed: int = 0
     workers: int = 2  # processes for synthesis
+    progress: bool = True  # progress bars (the CLI turns them off when stderr is not a terminal)
 
 
 @dataclass
@@ -91,7 +92,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         seed=options.seed,
         workers=options.workers,
     )
-    summary = synthesize(out / "data", synth_options)
+    summary = synthesize(out / "data", synth_options, progress=options.progress)
     overrides = [*summary.config_overrides(), f"train.output_dir={out / 'run'}", f"train.seed={options.seed}"]
     if options.epochs is not None:
         overrides.append(f"train.epochs={options.epochs}")
@@ -100,12 +101,12 @@ def run_demo(options: DemoOptions) -> DemoResult:
     log.info("2/3 training %s for %d epochs on %d videos (CPU)", config.model.name, config.train.epochs,
              summary.videos["train"])
     train_started = time.perf_counter()
-    result = train(config, device="cpu")
+    result = train(config, device="cpu", progress=options.progress)
     train_seconds = time.perf_counter() - train_started
     checkpoint = result.best_checkpoint or result.last_checkpoint
 
     log.info("3/3 testing %s on the %d held-out test videos", checkpoint.name, summary.videos["test"])
-    report = evaluate_checkpoint(checkpoint, output_dir=out / "test", device="cpu")
+    report = evaluate_checkpoint(checkpoint, output_dir=out / "test", device="cpu", progress=options.progress)
     main = report.main
 
     plot_training_curve(read_metrics(result.output_dir), out / "training_curve.png",
