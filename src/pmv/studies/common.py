@@ -245,3 +245,16 @@ def twin_model(model: str, chosen: str | None, twins: dict[str, str], what: str,
         known = ", ".join(f"{a} -> {b}" for a, b in twins.items())
         raise ConfigError(f"no {what} twin of {model!r} is known ({known}); pass {flag} NAME")
     return twins[model]
+
+
+def model_for_test(request: "StudyRequest", device: torch.device, run_name: str, trained: dict):
+    """The study's model: the request's first checkpoint, else one trained (or reused) from its config, recorded in
+    ``trained[run_name]``. Returns (model, config, class names, checkpoint)."""
+    if request.checkpoints:
+        checkpoint, config = request.checkpoints[0], request.config
+    else:
+        run = model_run(request.config, request.runs_dir, device=request.device)
+        trained[run_name] = run
+        checkpoint, config = run.checkpoint, run.config
+    model, config, class_names = load_for_test(checkpoint, device, config)
+    return model, config, class_names, checkpoint

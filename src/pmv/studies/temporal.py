@@ -15,7 +15,8 @@ import time
 from dataclasses import replace
 
 from pmv.studies.common import (
-    StudyOutcome, StudyRequest, is_main, load_for_test, markdown_table, model_run, pct, synth_kinds, top1_by_kind,
+    StudyOutcome, StudyRequest, is_main, load_for_test, markdown_table, model_for_test, model_run, pct, synth_kinds,
+    top1_by_kind,
     top1_of, twin_model, write_study,
 )
 from pmv.studies.datasets import ORDERS, FrameOrderDataset
@@ -38,14 +39,8 @@ def run(request: StudyRequest) -> StudyOutcome:
     started = time.perf_counter()
     out = request.out_dir
     device = setup_device(request.device)
-    trained = {}
-    if request.checkpoints:
-        checkpoint, config = request.checkpoints[0], request.config
-    else:
-        run_ = model_run(request.config, request.runs_dir, device=request.device)
-        trained["temporal-clip"] = run_
-        checkpoint, config = run_.checkpoint, run_.config
-    model, config, class_names = load_for_test(checkpoint, device, config)
+    trained: dict = {}
+    model, config, class_names, checkpoint = model_for_test(request, device, "temporal-clip", trained)
     kinds = synth_kinds(config)
     top1, by_kind = {}, {}
     base = build_test_dataset(config.data, config.test, split=config.test.split)

@@ -13,7 +13,7 @@ import logging
 import time
 
 from pmv.studies.common import (
-    StudyOutcome, StudyRequest, is_main, load_for_test, markdown_table, model_run, write_study,
+    StudyOutcome, StudyRequest, is_main, markdown_table, model_for_test, write_study,
 )
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,8 @@ def run(request: StudyRequest) -> StudyOutcome:
     device = setup_device(request.device)
     temporal = [int(v) for v in request.options.get("temporal_views") or TEMPORAL_VIEWS]
     spatial = [int(v) for v in request.options.get("spatial_views") or SPATIAL_VIEWS]
-    trained = {}
-    if request.checkpoints:
-        checkpoint, config = request.checkpoints[0], request.config
-    else:
-        run_ = model_run(request.config, request.runs_dir, device=request.device)
-        trained["views"] = run_
-        checkpoint, config = run_.checkpoint, run_.config
-    model, config, class_names = load_for_test(checkpoint, device, config)
+    trained: dict = {}
+    model, config, class_names, checkpoint = model_for_test(request, device, "views", trained)
     per_view = view_gflops(config, test_input_size(config))
     report = run_view_sweep(config, model, out / "test", temporal, spatial_view_counts=spatial, device=device,
                             class_names=class_names)
