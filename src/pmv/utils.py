@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,3 +83,9 @@ def text_file_kind(path: str | os.PathLike, sample_bytes: int = 4096) -> str | N
     sections = ("_base_", "data", "transform", "mixup", "model", "optim", "train", "test")
     starts = {line.split(":", 1)[0].strip() for line in text.splitlines() if ":" in line and not line[:1].isspace()}
     return "a YAML config" if starts & set(sections) else "a text file"
+
+
+def show_progress(progress: bool | None = None) -> bool:
+    """Whether to draw progress bars: as asked, or (None) only when stderr is a terminal, so logs redirected to a
+    file do not get one endless line of redrawn bars."""
+    return sys.stderr.isatty() if progress is None else bool(progress)

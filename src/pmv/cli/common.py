@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars unless ``--no-progress`` or stderr is not a terminal (a log file would get one long line)."""
-    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    from pmv.utils import show_progress as auto
+
+    return not getattr(args, "no_progress", False) and auto()
 
 
 def print_report(report) -> None:

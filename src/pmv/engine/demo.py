@@ -17,7 +17,7 @@ from typing import Optional
 
 from pmv.config import Config, load_config, shipped_config
 from pmv.errors import ConfigError
-from pmv.utils import atomic_write_text
+from pmv.utils import atomic_write_text, show_progress
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class DemoOptions:
     epochs: Optional[int] = None  # default: the recipe's
     seed: int = 0
     workers: int = 2  # processes for synthesis
-    progress: bool = True  # progress bars (the CLI turns them off when stderr is not a terminal)
+    progress: Optional[bool] = None  # progress bars; None: when stderr is a terminal
 
 
 @dataclass
@@ -92,7 +92,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         seed=options.seed,
         workers=options.workers,
     )
-    summary = synthesize(out / "data", synth_options, progress=options.progress)
+    summary = synthesize(out / "data", synth_options, progress=show_progress(options.progress))
     overrides = [*summary.config_overrides(), f"train.output_dir={out / 'run'}", f"train.seed={options.seed}"]
     if options.epochs is not None:
         overrides.append(f"train.epochs={options.epochs}")

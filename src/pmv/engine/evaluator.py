@@ -31,6 +31,7 @@ from pmv.engine.build import (
 )
 from pmv.engine.loop import model_inputs
 from pmv.engine.precision import autocast_context, resolve_precision
+from pmv.utils import show_progress
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,7 @@ def _score_and_report(config: Config, model: nn.Module, output_dir, dataset, pro
     # A sweep item is a whole video; its views go through the model test.batch_size at a time.
     loader = _test_loader(config, dataset, 1 if sweep else test.batch_size, distrib.rank())
     scored = _score_loader(model, loader, scorer, sweep_chunk=test.batch_size if sweep else None,
-                           progress=progress and distrib.is_main_process(),
+                           progress=show_progress(progress) and distrib.is_main_process(),
                            desc=f"{'sweep' if sweep else 'test'} {test.split}", num_videos=num_videos,
                            num_classes=num_classes, aggregation=test.aggregation)
     return _report(config, scored, dataset, Path(output_dir), protocols, class_names, extra_report)
@@ -348,7 +349,7 @@ def run_test(
     class_names: Sequence[str] | None = None,
     dataset: Any = None,
     extra_report: dict | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> TestReport:
     """The multi-view test of ``model`` on ``config.test.split``: ``T x S`` views per video (crops along the long
     side), scores summed per video.
@@ -378,7 +379,7 @@ def run_view_sweep(
     class_names: Sequence[str] | None = None,
     dataset: Any = None,
     extra_report: dict | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> TestReport:
     """The view sweep: every video decoded once and scored with each count of temporal views, times each count of
     spatial crops (``spatial_view_counts``, default ``[test.num_spatial_views]``; 1 crop is ``test.spatial_index``,
@@ -463,7 +464,7 @@ def evaluate_checkpoint(
     output_dir: str | Path | None = None,
     device: str = "auto",
     use_ema: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> TestReport:
     """``pmv test``: the multi-view test (or, with ``sweep``, the temporal-view sweep) of a checkpoint."""
     from pmv.errors import ConfigError

@@ -33,6 +33,7 @@ from pmv.engine.precision import resolve_precision
 from pmv.engine.preemption import EXIT_PREEMPTED, StopSignals, TrainingStopped
 from pmv.engine.tracking import RunTracker
 from pmv.errors import ConfigError
+from pmv.utils import show_progress
 
 log = logging.getLogger(__name__)
 
@@ -281,12 +282,13 @@ def train(
     model: nn.Module | None = None,
     datasets: tuple[Any, Any] | None = None,
     on_step: Callable[[int], None] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> TrainResult:
     """Train ``config``; returns where the run's files are.
 
     ``model`` and ``datasets`` (train, val) replace the ones the config describes (tests, notebooks, studies).
-    ``on_step(global_step)`` is called after every optimizer step.
+    ``on_step(global_step)`` is called after every optimizer step. ``progress``: bars or not (None: when stderr is
+    a terminal).
     """
     info = distrib.setup(device)
     tc = config.train
@@ -309,7 +311,8 @@ def train(
     state, pending_rng = resume_run(learner, resume, config, class_names, info, loaders.steps_per_epoch)
 
     run = TrainRun(config, info, train_set, loaders, RunTracker(out, enabled=info.is_main, tensorboard=tc.tensorboard),
-                   RunCheckpoints(out, config, class_names, info, loaders.steps_per_epoch), progress, on_step)
+                   RunCheckpoints(out, config, class_names, info, loaders.steps_per_epoch), show_progress(progress),
+                   on_step)
     if info.is_main:
         save_config(config, out / "config.yaml")
         log.info("training %s on %d clips/step (%d process(es) x %d x %d accumulation), %d steps/epoch, %d epochs",
