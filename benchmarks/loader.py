@@ -116,12 +116,11 @@ def decoded_clips(data: DataConfig, paths: list[str], count: int, seed: int) -> 
 
 def transforms_only(dataset, clips: list[torch.Tensor], seed: int) -> tuple[float, float]:
     """Wall and CPU seconds per augmented copy of the train transform alone (same draws as the dataset: ops, crop,
-    flip, erase), each clip transformed ``num_sample`` times in a row as the dataset does."""
+    flip, erase), each clip's ``num_sample`` copies made in one call as the dataset makes them."""
     generator = torch.Generator().manual_seed(seed)
     start, cpu = time.perf_counter(), time.process_time()
     for frames in clips:
-        for _ in range(dataset.num_sample):
-            dataset.transform(frames, generator)
+        dataset.transform.copies(frames, dataset.num_sample, generator)
     copies = len(clips) * dataset.num_sample
     return (time.perf_counter() - start) / copies, (time.process_time() - cpu) / copies
 

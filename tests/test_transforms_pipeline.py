@@ -1,5 +1,6 @@
 """Train/test pipelines built from the config: the paper's four recipes, test views, agreement with the ops."""
 
+import numpy as np
 import pytest
 import torch
 from media import make_video
@@ -173,3 +174,37 @@ def test_writing_into_out_gives_the_same_clip(portrait):
         assert written.data_ptr() == out.data_ptr() and torch.equal(written, plain)
     with pytest.raises(TransformError, match="contiguous"):
         transform(portrait, torch.Generator().manual_seed(0), out=torch.empty(3, 2, 192, 256))
+
+
+def test_copies_in_one_pass_equal_separate_calls(portrait):
+    """The repeated-augmentation path (all copies planned, then one pass over the frames) gives the clips of
+    separate calls with the same generator, RandAugment and erasing included."""
+    config = TransformConfig(train_crop=[256, 192], auto_adjust=True, randaugment="rand-m9-n4-mstd0.5-inc1-p0.9",
+                             erase_prob=1.0)  # fmt: skip
+    transform = build_train_transform(config, MEAN, STD)
+    frames = portrait.clone()
+    frames[1] = 255 - frames[1]  # frames differ, so per-frame statistics differ
+    for seed in range(4):
+        together = transform.copies(frames, 3, torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        apart = torch.stack([transform(frames, g) for _ in range(3)])
+        assert together.shape == (3, 3, 2, 256, 192) and torch.equal(together, apart)
+    with pytest.raises(TransformError, match="contiguous"):
+        transform.copies(frames, 2, torch.Generator(), out=torch.empty(3, 3, 2, 256, 192))
+
+
+def test_normalising_with_a_table_equals_the_table_then_normalising():
+    from pmv.data.transforms.pipeline import normalize_frames
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (3, 8, 6, 3), dtype=torch.uint8, generator=g).numpy()
+    mean, inv_std = [120.0, 110.0, 100.0], [1 / 60.0, 1 / 55.0, 1 / 50.0]
+    shared = torch.randint(0, 256, (1, 256, 3), dtype=torch.uint8, generator=g).numpy()
+    per_frame = torch.randint(0, 256, (3, 256, 3), dtype=torch.uint8, generator=g).numpy()
+    for table in (shared, per_frame):
+        looked_up = np.stack([np.take_along_axis(table[t % table.shape[0]], frames[t].reshape(-1, 3).astype(np.intp),
+                                                 axis=0).reshape(8, 6, 3) for t in range(3)])  # fmt: skip
+        expected = normalize_frames(looked_up, mean, inv_std)
+        assert torch.allclose(normalize_frames(frames, mean, inv_std, table=table), expected, atol=1e-5)
+        strided = np.ascontiguousarray(np.pad(frames, ((0, 0), (0, 0), (0, 2), (0, 0))))[:, :, :6]
+        assert torch.allclose(normalize_frames(strided, mean, inv_std, table=table), expected, atol=1e-5)

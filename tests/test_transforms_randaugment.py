@@ -259,6 +259,21 @@ def test_sharpen_kernel_is_pil_smooth_on_the_frame_grid_and_spreads_when_downsca
     assert wide.shape == (5, 5) and np.isclose(wide.sum(), 1.0) and np.isclose(wide[0, 0], 1 / 13)
 
 
+def test_axis_aligned_sharpness_kernel_is_separable():
+    """Sharpness without a rotation or shear after it filters with outer(ky, kx) + 4 at the centre (/ 13): the same
+    kernel as the 2-D spread, for downscaled, upscaled and mirrored crops."""
+    from pmv.data.transforms.randaugment import _sharpen_kernel, _smooth_taps
+
+    for sx, sy in ((1.0, 1.0), (2.5, 2.25), (-2.5, 2.5), (0.5, 0.7), (0.3, 1.0), (3.1, -0.9)):
+        kernel = _sharpen_kernel(np.diag([sx, sy]))
+        taps_x, taps_y = _smooth_taps(1 / sx), _smooth_taps(1 / sy)
+        r, rx, ry = kernel.shape[0] // 2, len(taps_x) // 2, len(taps_y) // 2
+        rebuilt = np.zeros_like(kernel)
+        rebuilt[r - ry : r + ry + 1, r - rx : r + rx + 1] = np.outer(taps_y, taps_x)
+        rebuilt[r, r] += 4.0
+        assert np.allclose(rebuilt / 13.0, kernel, atol=1e-6)
+
+
 def test_randaugment_class_and_bad_input():
     augment = RandAugment("rand-m7-n4-mstd0.5-inc1")
     frames = smooth_image(24, 18).unsqueeze(0).repeat(2, 1, 1, 1)

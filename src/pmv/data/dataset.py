@@ -146,11 +146,8 @@ class TrainClipDataset(ClipDataset):
                 audio = torch.cat([audio, self._misaligned_audio(reader, clip.start_s, clip.end_s, generator)])
         if self.num_sample == 1:
             clip = self.transform(frames, generator)
-        else:  # each copy is written straight into its slot of the stack (no torch.stack copy)
-            height, width = self.transform.crop
-            clip = torch.empty((self.num_sample, 3, frames.shape[0], height, width), dtype=torch.float32)
-            for copy in clip:
-                self.transform(frames, generator, out=copy)
+        else:  # all copies in one pass over the frames, each written into its slot of the stack
+            clip = self.transform.copies(frames, self.num_sample, generator)
         item = {
             "clip": clip,
             "label": self.labels[index],

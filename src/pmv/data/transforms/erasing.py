@@ -10,13 +10,14 @@ Fill: ``pixel`` = per-pixel standard normal noise (fresh for every frame, as the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 
 from pmv.data.transforms.functional import TransformError, randint, uniform
 
-__all__ = ["ERASE_MODES", "erase_box", "random_erasing", "RandomErasing"]
+__all__ = ["ERASE_MODES", "Erasure", "erase_box", "draw_erasing", "apply_erasing", "random_erasing", "RandomErasing"]
 
 ERASE_MODES = ("pixel", "rand", "const")
 
@@ -44,6 +45,56 @@ def erase_box(
     return None
 
 
+@dataclass(frozen=True)
+class Erasure:
+    """One drawn box ``(top, left, h, w)`` and what is written into it (noise, a colour or 0, broadcastable)."""
+
+    box: tuple[int, int, int, int]
+    fill: torch.Tensor
+
+
+def draw_erasing(
+    shape: Sequence[int],
+    generator: Optional[torch.Generator] = None,
+    prob: float = 0.25,
+    mode: str = "pixel",
+    count: int = 1,
+    area: Sequence[float] = (0.02, 1.0 / 3.0),
+    min_aspect: float = 0.3,
+    dtype: torch.dtype = torch.float32,
+) -> list[Erasure]:
+    """The erasures of one ``C x T x H x W`` clip of ``shape``, drawn (with the fill noise) before the clip exists,
+    in the order :func:`random_erasing` draws them; empty when the clip is not erased."""
+    if mode not in ERASE_MODES:
+        raise TransformError(f"erase mode must be one of {ERASE_MODES}, got {mode!r}")
+    if len(shape) != 4:
+        raise TransformError(f"random erasing needs a C x T x H x W clip, got shape {tuple(shape)}")
+    if prob <= 0 or uniform(generator, 0.0, 1.0) >= prob:
+        return []
+    channels, num_frames, height, width = (int(v) for v in shape)
+    erasures = []
+    for _ in range(count):
+        box = erase_box(height, width, generator, area, min_aspect, count)
+        if box is None:
+            continue
+        if mode == "pixel":
+            fill = torch.randn((channels, num_frames, box[2], box[3]), generator=generator, dtype=dtype)
+        elif mode == "rand":
+            fill = torch.randn((channels, 1, 1, 1), generator=generator, dtype=dtype)
+        else:
+            fill = torch.zeros((), dtype=dtype)
+        erasures.append(Erasure(box, fill))
+    return erasures
+
+
+def apply_erasing(clip: torch.Tensor, erasures: Sequence[Erasure]) -> torch.Tensor:
+    """Write the drawn ``erasures`` into the float ``C x T x H x W`` clip IN PLACE (and return it)."""
+    for erasure in erasures:
+        top, left, box_h, box_w = erasure.box
+        clip[:, :, top : top + box_h, left : left + box_w] = erasure.fill
+    return clip
+
+
 def random_erasing(
     clip: torch.Tensor,
     generator: Optional[torch.Generator] = None,
@@ -54,27 +105,10 @@ def random_erasing(
     min_aspect: float = 0.3,
 ) -> torch.Tensor:
     """Erase boxes of a float ``C x T x H x W`` clip IN PLACE (and return it); same box on every frame."""
-    if mode not in ERASE_MODES:
-        raise TransformError(f"erase mode must be one of {ERASE_MODES}, got {mode!r}")
     if clip.dim() != 4 or not clip.is_floating_point():
         raise TransformError(f"random erasing needs a float C x T x H x W clip, got {clip.dtype} {tuple(clip.shape)}")
-    if prob <= 0 or uniform(generator, 0.0, 1.0) >= prob:
-        return clip
-    channels, num_frames, height, width = clip.shape
-    for _ in range(count):
-        box = erase_box(height, width, generator, area, min_aspect, count)
-        if box is None:
-            continue
-        top, left, box_h, box_w = box
-        region = clip[:, :, top : top + box_h, left : left + box_w]
-        if mode == "pixel":
-            noise = torch.randn(region.shape, generator=generator, dtype=clip.dtype)
-        elif mode == "rand":
-            noise = torch.randn((channels, 1, 1, 1), generator=generator, dtype=clip.dtype).expand_as(region)
-        else:
-            noise = torch.zeros((), dtype=clip.dtype).expand_as(region)
-        region.copy_(noise)
-    return clip
+    erasures = draw_erasing(clip.shape, generator, prob, mode, count, area, min_aspect, clip.dtype)
+    return apply_erasing(clip, erasures)
 
 
 class RandomErasing:

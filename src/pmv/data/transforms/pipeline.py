@@ -16,6 +16,7 @@ clip. Test: ``cv2.resize`` of each frame to the test size (OpenCV's bit-exact bi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import cv2
@@ -24,11 +25,11 @@ import torch
 
 from pmv.config.schema import TestConfig, TransformConfig
 from pmv.data.transforms import functional as TF
-from pmv.data.transforms.erasing import ERASE_MODES, random_erasing
-from pmv.data.transforms.randaugment import augment_warp, parse_randaugment, sample_augment_ops
+from pmv.data.transforms.erasing import ERASE_MODES, Erasure, apply_erasing, draw_erasing
+from pmv.data.transforms.randaugment import AugmentOp, parse_randaugment, plan_warp, render, sample_augment_ops
 from pmv.errors import ConfigError
 
-__all__ = ["resize_matrix", "TrainTransform", "TestTransform", "build_train_transform", "build_test_transform"]
+__all__ = ["resize_matrix", "CopyDraw", "TrainTransform", "TestTransform", "build_train_transform", "build_test_transform"]
 
 _INTERPOLATIONS = ("bilinear", "bicubic")
 
@@ -43,26 +44,47 @@ def resize_matrix(top: int, left: int, in_hw: Sequence[int], out_hw: Sequence[in
 
 
 def normalize_frames(
-    frames: np.ndarray, mean_255: Sequence[float], inv_std_255: Sequence[float], out: Optional[torch.Tensor] = None
+    frames: np.ndarray,
+    mean_255: Sequence[float],
+    inv_std_255: Sequence[float],
+    out: Optional[torch.Tensor] = None,
+    table: Optional[np.ndarray] = None,
 ) -> torch.Tensor:
     """uint8 ``T x h x w x 3`` frames (numpy, rows may be strided) -> float ``3 x T x h x w`` ``(x - mean) / std``
-    on the 0..255 scale, into ``out`` if given. ``cv2.split`` and one convert-and-scale per channel: the layout
-    change and the arithmetic in one pass each, about 3x faster than torch's strided copy."""
+    on the 0..255 scale, into ``out`` if given. ``table``: a uint8 lookup table (``(1 | T) x 256 x 3``, shared or
+    per frame) applied first, in the same pass.
+
+    ``cv2.split``, then per channel one convert-and-scale (``cv2.addWeighted``), or with a table one float lookup
+    (``cv2.LUT`` of the table's values normalised): the layout change and the arithmetic in one pass each, about
+    3x faster than torch's strided copy."""
     num_frames, height, width, channels = frames.shape
     if out is None:
         out = torch.empty((channels, num_frames, height, width), dtype=torch.float32)
     elif out.shape != (channels, num_frames, height, width) or not out.is_contiguous() or out.dtype != torch.float32:
         raise TF.TransformError(f"out must be a contiguous float32 {channels}x{num_frames}x{height}x{width} tensor")
     planes_out = out.numpy()
-    # A contiguous clip is one image of T*h rows: one split and one convert per channel for the whole clip.
-    whole = frames.flags.c_contiguous
+    mean, scale = np.asarray(mean_255, dtype=np.float64), np.asarray(inv_std_255, dtype=np.float64)
+    lookup = None if table is None else ((table.astype(np.float64) - mean) * scale).astype(np.float32)
+    # A contiguous clip with one table (or none) for all frames is one image of T*h rows: one pass per channel.
+    whole = frames.flags.c_contiguous and (lookup is None or lookup.shape[0] == 1)
     images = [frames.reshape(num_frames * height, width, channels)] if whole else list(frames)
     for i, image in enumerate(images):
         for c, plane in enumerate(cv2.split(image)):
             target = planes_out[c].reshape(num_frames * height, width) if whole else planes_out[c, i]
-            scale = float(inv_std_255[c])
-            cv2.addWeighted(plane, scale, plane, 0.0, -float(mean_255[c]) * scale, dst=target, dtype=cv2.CV_32F)
+            if lookup is None:
+                cv2.addWeighted(plane, scale[c], plane, 0.0, -mean[c] * scale[c], dst=target, dtype=cv2.CV_32F)
+            else:
+                cv2.LUT(plane, np.ascontiguousarray(lookup[i if lookup.shape[0] > 1 else 0, :, c]), dst=target)
     return out
+
+
+@dataclass(frozen=True)
+class CopyDraw:
+    """The random choices of one augmented copy: RandAugment's ops, the crop (+ flip) map, the erasures."""
+
+    ops: list[AugmentOp]
+    matrix: np.ndarray  # 3 x 3, crop pixel -> frame pixel
+    erasures: list[Erasure]
 
 
 def _check_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -127,25 +149,53 @@ class TrainTransform:
             matrix = matrix @ np.array([[-1.0, 0.0, out_w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
         return matrix
 
+    def draw(self, height: int, width: int, num_frames: int, generator: Optional[torch.Generator] = None) -> CopyDraw:
+        """Everything random about one augmented copy of a ``num_frames x height x width`` clip, in the seed's draw
+        order: RandAugment's ops, the crop, the flip, the erasing (with its noise)."""
+        ops = sample_augment_ops(self.policy, generator) if self.policy else []
+        matrix = self.source_matrix(height, width, generator)
+        config = self.config
+        erasures = []
+        if config.erase_prob > 0:
+            shape = (3, num_frames, *self.crop)
+            erasures = draw_erasing(shape, generator, config.erase_prob, config.erase_mode, config.erase_count)
+        return CopyDraw(ops, matrix, erasures)
+
+    def copies(
+        self,
+        frames: torch.Tensor,
+        count: int,
+        generator: Optional[torch.Generator] = None,
+        out: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """``count`` augmented copies of one clip (repeated augmentation): float ``count x C x T x h x w``, into
+        ``out`` if given. The same clips as ``count`` calls in turn with the same generator, made in one pass over
+        the frames (each decoded frame is read while it is in the cache, once for all copies)."""
+        _check_frames(frames, "train transform")
+        num_frames, height, width = frames.shape[:3]
+        shape = (count, 3, num_frames, *self.crop)
+        if out is None:
+            out = torch.empty(shape, dtype=torch.float32)
+        elif tuple(out.shape) != shape or not out.is_contiguous() or out.dtype != torch.float32:
+            raise TF.TransformError(f"out must be a contiguous float32 {'x'.join(map(str, shape))} tensor")
+        draws = [self.draw(height, width, num_frames, generator) for _ in range(count)]
+        plans = [
+            plan_warp(draw.ops, draw.matrix, (height, width), self.crop, self.config.interpolation,
+                      self.config.randaugment_interpolation)
+            for draw in draws
+        ]  # fmt: skip
+        for made, draw, slot in zip(render(frames.numpy(), plans, leave_tables=True), draws, out):
+            normalize_frames(made.image, self._mean_255, self._inv_std_255, slot, made.table)
+            apply_erasing(slot, draw.erasures)
+        return out
+
     def __call__(
         self, frames: torch.Tensor, generator: Optional[torch.Generator] = None, out: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """``out``: a contiguous float ``C x T x h x w`` tensor to write the clip into (e.g. one slot of a
-        stack of copies), saving a copy."""
-        _check_frames(frames, "train transform")
-        # Draw order follows the seed: RandAugment ops, crop, flip, erasing.
-        ops = sample_augment_ops(self.policy, generator) if self.policy else []
-        matrix = self.source_matrix(frames.shape[1], frames.shape[2], generator)
-        image = augment_warp(
-            frames, ops, matrix, self.crop,
-            interpolation=self.config.interpolation,
-            geometric_interpolation=self.config.randaugment_interpolation,
-        )  # fmt: skip
-        clip = normalize_frames(image, self._mean_255, self._inv_std_255, out)
-        if self.config.erase_prob > 0:
-            config = self.config
-            clip = random_erasing(clip, generator, config.erase_prob, config.erase_mode, config.erase_count)
-        return clip
+        """One augmented copy; ``out``: a contiguous float ``C x T x h x w`` tensor to write the clip into."""
+        if out is not None and (out.dim() != 4 or not out.is_contiguous()):
+            raise TF.TransformError(f"out must be a contiguous float32 C x T x h x w tensor, got {tuple(out.shape)}")
+        return self.copies(frames, 1, generator, None if out is None else out.unsqueeze(0))[0]
 
     def __repr__(self) -> str:
         kind = f"inception crop {self.scale} {self.ratio}" if self.inception else f"jitter {self.config.jitter_scales}"

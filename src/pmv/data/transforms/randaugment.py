@@ -12,9 +12,12 @@ On OpenCV, at output resolution. The geometric ops are affine maps: composed wit
 pipeline's resize + crop + flip), they make ONE ``cv2.warpAffine`` per frame straight from the decoded frame into
 the crop, so a 720x1280 frame is never augmented or resized whole. The pixels that leave the frame at a geometric
 op are known from the composed maps; they take gray 128 at that step. Colour ops then run on the crop in order:
-consecutive per-channel ops are composed into one lookup table (``cv2.LUT``), Color and Sharpness are single
-OpenCV calls. Statistics ops (AutoContrast, Equalize, Contrast) take each frame's statistics from the augmented
-frame on a coarse grid (short side about 160).
+consecutive per-channel ops are composed into one lookup table (``cv2.LUT``; the train pipeline folds the last
+one into its normalisation), Color and Sharpness are single OpenCV calls. Statistics ops (AutoContrast, Equalize,
+Contrast) take each frame's statistics from the augmented frame on a coarse grid (short side about 160), sampled
+from one thumbnail of the clip. Several copies of one clip (repeated augmentation) are planned first and then
+made in one pass over the frames (:func:`plan_warp`, :func:`render`): a cold 720x1280 frame costs a warp about
+twice what a cached one does.
 
 Differences from the seed's PIL-per-op chain, all small (``docs/transforms.md`` gives the measured tolerances):
 one interpolation instead of one per geometric op plus the resize (bilinear when the crop is resized, which is
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -46,6 +49,10 @@ __all__ = [
     "parse_randaugment",
     "sample_augment_ops",
     "op_affine",
+    "WarpPlan",
+    "Rendered",
+    "plan_warp",
+    "render",
     "warp_frames",
     "augment_warp",
     "rand_augment",
@@ -221,9 +228,9 @@ def _matrix3(matrix) -> np.ndarray:
 def _plan(ops: Sequence[AugmentOp], matrix: np.ndarray, height: int, width: int, out_h: int, out_w: int):
     """Walk the ops from the last to the first, composing the output-to-source map.
 
-    Returns the composed 3 x 3 map (one warp reads the source), the fill masks ``{k: bool h x w}`` (the pixels that
-    leave the frame at geometric op k and at no later one: they take the gray fill at step k, and later ops act on
-    it) and, for each Sharpness op, the 2 x 2 linear map from output offsets to that op's frame.
+    Returns the composed 3 x 3 map (one warp reads the source), the fill masks ``{k: uint8 h x w, 255 = fill}``
+    (the pixels that leave the frame at geometric op k and at no later one: they take the gray fill at step k, and
+    later ops act on it) and, for each Sharpness op, the 2 x 2 linear map from output offsets to that op's frame.
     """
     chain = matrix.copy()
     masks: dict[int, np.ndarray] = {}
@@ -241,32 +248,153 @@ def _plan(ops: Sequence[AugmentOp], matrix: np.ndarray, height: int, width: int,
             if taken is not None:
                 outside &= ~taken
             if outside.any():
-                masks[k] = outside
+                masks[k] = outside.view(np.uint8) * np.uint8(255)
                 taken = outside if taken is None else taken | outside
         elif op.name in _SHARPNESS_OPS:
             linear[k] = chain[:2, :2].copy()
     return chain, masks, linear
 
 
-def warp_frames(frames: np.ndarray, matrix: np.ndarray, out_h: int, out_w: int, interpolation: str,
-                out: Optional[np.ndarray] = None) -> np.ndarray:  # fmt: skip
-    """Each uint8 frame ``H x W x 3`` of ``frames`` read through the affine ``matrix`` (output pixel -> source pixel,
-    pixel centres at integers) into ``T x out_h x out_w x 3``. Source coordinates outside the frame read the
-    nearest edge pixel (as ``F.interpolate`` clamps); fills are applied by the caller.
+@dataclass
+class _Grid:
+    """Where a statistics op's frame is sampled: the frame after ``ops`` (through their geometric ops) at the pixels
+    of the clip's thumbnail (every ``step``-th pixel, see :func:`render`), read from the thumbnail (nearest)."""
 
-    What ``cv2.warpAffine`` does per frame, with its coordinate map (fixed point, 1/32 pixel) computed once for all
-    frames and ``cv2.remap`` per frame: 30% less for bilinear.
-    """
-    if out is None:
-        out = np.empty((frames.shape[0], out_h, out_w, 3), dtype=np.uint8)
-    xs = np.arange(out_w, dtype=np.float64)[None, :]
-    ys = np.arange(out_h, dtype=np.float64)[:, None]
-    map_x = (matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]).astype(np.float32)
-    map_y = (matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]).astype(np.float32)
-    fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2, nninterpolation=interpolation == "nearest")
-    mode = CV_INTERPOLATION[interpolation]
+    ops: list[AugmentOp]
+    warp: Optional[np.ndarray]  # 2 x 3, grid pixel -> thumbnail pixel; None: the thumbnail itself
+    masks: dict[int, np.ndarray]
+
+
+@dataclass
+class WarpPlan:
+    """One augmented copy, planned before a pixel is read (see :func:`plan_warp`); :func:`render` makes it."""
+
+    ops: list[AugmentOp]
+    size: tuple[int, int]  # (h, w) of the output
+    warp: np.ndarray  # 2 x 3, output pixel -> source pixel: every geometric op and the caller's map in one
+    interpolation: str
+    masks: dict[int, np.ndarray]
+    linear: dict[int, np.ndarray]
+    whole_frame: bool  # the identity map onto the whole frame (PIL's filter edges apply)
+    grids: list[_Grid]
+    stats_step: int  # the thumbnail's pixel spacing on the source frame
+
+
+class Rendered(NamedTuple):
+    """A copy made by :func:`render`: uint8 ``T x h x w x 3`` frames and, when asked to leave it, the last lookup
+    table (``(1 | T) x 256 x 3``) still to apply, else None."""
+
+    image: np.ndarray
+    table: Optional[np.ndarray]
+
+
+def plan_warp(
+    ops: Sequence[AugmentOp],
+    matrix,
+    frame_size: Sequence[int],
+    size: Sequence[int],
+    interpolation: str = "bilinear",
+    geometric_interpolation: str = "bicubic",
+    stats_size: int = 160,
+) -> WarpPlan:
+    """Plan the frames of ``frame_size = (H, W)`` after ``ops``, read through ``matrix`` into ``size = (h, w)``
+    (arguments as :func:`augment_warp`): the composed warp, the fill masks and the statistics grids."""
+    for name in (interpolation, geometric_interpolation):
+        if name not in CV_INTERPOLATION:
+            raise TransformError(f"interpolation must be one of {tuple(CV_INTERPOLATION)}, got {name!r}")
+    height, width = (int(v) for v in frame_size)
+    out_h, out_w = (int(v) for v in size)
+    matrix = _matrix3(matrix)
+    ops = list(ops)
+    composed, masks, linear = _plan(ops, matrix, height, width, out_h, out_w)
+    # The seed interpolates each geometric op (bicubic) at full resolution, then resizes (bilinear). When our map
+    # resizes too, one bilinear warp is about twice as close to that chain as one bicubic warp (mean 0.25-0.8 vs
+    # 1.0-1.45 levels for 0.5x-2.5x resizes, measured on camera-like video) and 3x cheaper; without a resize the
+    # op's own interpolation is the closer one.
+    resizes = not np.allclose(np.abs(matrix[:2, :2]), np.eye(2))
+    mode = geometric_interpolation if any(op.geometric for op in ops) and not resizes else interpolation
+    whole_frame = (out_h, out_w) == (height, width) and np.allclose(matrix, np.eye(3))
+    step = max(1, min(height, width) // max(1, stats_size))
+    return WarpPlan(ops, (out_h, out_w), composed[:2], mode, masks, linear, whole_frame,
+                    _statistics_grids(ops, height, width, step), step)  # fmt: skip
+
+
+def _thumbnail_size(height: int, width: int, step: int) -> tuple[int, int]:
+    return -(-height // step), -(-width // step)
+
+
+def _statistics_grids(ops: Sequence[AugmentOp], height: int, width: int, step: int) -> list[_Grid]:
+    """The grids the statistics ops take their tables from.
+
+    Op k needs the frame after ``ops[:k]``: one grid per run of statistics ops with no geometric op between them,
+    warped through the geometric ops before them only."""
+    wanted = [k for k, op in enumerate(ops) if op.name in _STATS_OPS]
+    grid_h, grid_w = _thumbnail_size(height, width, step)
+    to_source = np.diag([float(step), float(step), 1.0])  # grid (thumbnail) pixel -> source pixel
+    grids, covered = [], -1
+    for i, k in enumerate(wanted):
+        if k <= covered:
+            continue
+        end = k + 1
+        for later in wanted[i + 1 :]:
+            if any(op.geometric for op in ops[end:later]):
+                break
+            end = later + 1
+        composed, masks, _ = _plan(ops[:end], to_source, height, width, grid_h, grid_w)
+        moved = any(op.geometric for op in ops[:end])
+        warp = (np.linalg.inv(to_source) @ composed)[:2] if moved else None
+        grids.append(_Grid(list(ops[:end]), warp, masks))
+        covered = end - 1
+    return grids
+
+
+def render(frames: np.ndarray, plans: Sequence[WarpPlan], leave_tables: bool = False) -> list[Rendered]:
+    """Make every planned copy of the uint8 frames ``T x H x W x 3`` (numpy): one :class:`Rendered` per plan.
+
+    Frame by frame, every copy's warp reads the frame while it is in the cache (a cold 720x1280 frame costs about
+    twice a warm one), then the clip's thumbnail is sampled when a statistics op needs it (one for all copies and
+    ops: statistics grids are warped from it, not from the frame); then each copy's colour ops run on its warped
+    crop. ``leave_tables``: each copy's last lookup table is returned instead of applied, where that is possible."""
+    num_frames, height, width = frames.shape[:3]
+    images = [np.empty((num_frames, *plan.size, 3), dtype=np.uint8) for plan in plans]
+    jobs = [(plan.warp, plan.size[::-1], CV_INTERPOLATION[plan.interpolation], image)
+            for plan, image in zip(plans, images)]  # fmt: skip
+    steps = {plan.stats_step for plan in plans if plan.grids}
+    thumbnails = {}
+    for step in steps:
+        size = _thumbnail_size(height, width, step)
+        thumbnails[step] = np.empty((num_frames, *size, 3), dtype=np.uint8)
+        every_step = np.array([[step, 0.0, 0.0], [0.0, step, 0.0]])
+        jobs.append((every_step, size[::-1], cv2.INTER_NEAREST, thumbnails[step]))
+    for t in range(num_frames):
+        frame = np.ascontiguousarray(frames[t])
+        for matrix, dsize, mode, out in jobs:
+            cv2.warpAffine(frame, matrix, dsize, dst=out[t], flags=mode | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    made = []
+    for plan, image in zip(plans, images):
+        tables: dict[int, np.ndarray] = {}
+        for grid in plan.grids:
+            thumbnail = thumbnails[plan.stats_step]
+            if grid.warp is None:  # no geometric op before: the thumbnail itself (a copy: the ops change it)
+                sampled = thumbnail.copy()
+            else:
+                sampled = warp_frames(thumbnail, grid.warp, *thumbnail.shape[1:3], "nearest")
+            _Chain(sampled, grid.masks, None, False).run(grid.ops, tables)
+        table = _Chain(image, plan.masks, plan.linear, plan.whole_frame).run(plan.ops, tables, leave_tables)
+        made.append(Rendered(image, table))
+    return made
+
+
+def warp_frames(frames: np.ndarray, matrix: np.ndarray, out_h: int, out_w: int, interpolation: str) -> np.ndarray:
+    """Each uint8 frame ``H x W x 3`` of ``frames`` read through the affine ``matrix`` (output pixel -> source pixel,
+    pixel centres at integers) into ``T x out_h x out_w x 3``: one ``cv2.warpAffine`` per frame (coordinates in
+    1/32 pixel). Source coordinates outside the frame read the nearest edge pixel (as ``F.interpolate`` clamps)."""
+    out = np.empty((frames.shape[0], out_h, out_w, 3), dtype=np.uint8)
+    matrix = _matrix3(matrix)[:2]
     for t in range(frames.shape[0]):
-        cv2.remap(np.ascontiguousarray(frames[t]), fixed, fraction, mode, dst=out[t], borderMode=cv2.BORDER_REPLICATE)
+        cv2.warpAffine(np.ascontiguousarray(frames[t]), matrix, (out_w, out_h), dst=out[t],
+                       flags=CV_INTERPOLATION[interpolation] | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     return out
 
 
@@ -360,6 +488,21 @@ def _sharpen_kernel(linear: np.ndarray) -> np.ndarray:
     return kernel / 13.0
 
 
+def _smooth_taps(offset: float) -> np.ndarray:
+    """One axis of :func:`_sharpen_kernel` when the map is axis-aligned: the taps at d = -1, 0, 1 frame pixels
+    (``d * offset`` output pixels away) spread linearly onto the output pixels and summed."""
+    reach = min(4.0, abs(float(offset)))
+    radius = int(max(1, math.ceil(reach - 1e-9)))
+    taps = np.zeros(2 * radius + 1, dtype=np.float32)
+    taps[radius] = 1.0  # d = 0
+    low = min(math.floor(reach), radius - 1)
+    frac = reach - low
+    for side in (1, -1):  # d = +1 and its mirror d = -1
+        taps[radius + side * low] += 1.0 - frac
+        taps[radius + side * (low + 1)] += frac
+    return taps
+
+
 class _Chain:
     """Runs the colour ops (and the fills of the geometric ops) in order on warped uint8 frames, in place.
 
@@ -373,8 +516,11 @@ class _Chain:
         self.lut: Optional[np.ndarray] = None  # pending composed table, (1 | T) x 256 x 3
         self.fills: list[list] = []  # [mask, value (1 | T) x 3] set since the last flush
 
-    def run(self, ops: Sequence[AugmentOp], tables: dict) -> None:
-        """Apply ``ops``; statistics op k uses ``tables[k]``, computed here (and stored) when missing."""
+    def run(self, ops: Sequence[AugmentOp], tables: dict, leave_table: bool = False) -> Optional[np.ndarray]:
+        """Apply ``ops``; statistics op k uses ``tables[k]``, computed here (and stored) when missing.
+
+        ``leave_table``: return the last composed table instead of applying it (the caller folds it into its own
+        pass over the pixels), unless a fill waits for it; None when everything was applied."""
         for k, op in enumerate(ops):
             if op.geometric:
                 if k in self.masks:
@@ -395,7 +541,11 @@ class _Chain:
                 else:
                     table = _point_table(op)
                 self._push(table)
+        if leave_table and self.lut is not None and not self.fills:
+            table, self.lut = self.lut, None
+            return table
         self.flush()
+        return None
 
     def _push(self, table: np.ndarray) -> None:
         self.lut = table if self.lut is None else _compose(self.lut, table)
@@ -407,7 +557,7 @@ class _Chain:
             _apply_lut(self.image, self.lut)
             self.lut = None
         for mask, value in self.fills:
-            self.image[:, mask] = value[:, None, :]
+            _fill(self.image, mask, value)
         self.fills = []
 
     def _colour(self, factor: float) -> None:
@@ -418,12 +568,36 @@ class _Chain:
         cv2.addWeighted(flat, factor, grey, 1.0 - factor, 0.0, dst=flat)
 
     def _sharpen(self, linear: np.ndarray, factor: float) -> None:
-        kernel = _sharpen_kernel(linear)
+        # PIL: blend(smooth, frame, factor). Axis-aligned (no rotation or shear after the op): the kernel is
+        # (outer(ky, kx) + 4 centre) / 13, so frame * (factor + 4 (1 - factor) / 13) + sep * (1 - factor) / 13, with
+        # the separable sum in float: 40% less than the 2-D filter and one rounding.
+        separable = abs(linear[0, 1]) < 1e-12 and abs(linear[1, 0]) < 1e-12
+        if separable:
+            taps_x, taps_y = _smooth_taps(1.0 / linear[0, 0]), _smooth_taps(1.0 / linear[1, 1])
+            keep, mix = factor + 4.0 * (1.0 - factor) / 13.0, (1.0 - factor) / 13.0
+        else:
+            kernel = _sharpen_kernel(linear)
         for frame in self.image:
-            smooth = cv2.filter2D(frame, -1, kernel, borderType=cv2.BORDER_REPLICATE)
-            if self.whole_frame:  # PIL's filter leaves the frame's border pixels as they are
-                smooth[[0, -1]], smooth[:, [0, -1]] = frame[[0, -1]], frame[:, [0, -1]]
-            cv2.addWeighted(frame, factor, smooth, 1.0 - factor, 0.0, dst=frame)
+            edges = (frame[[0, -1]].copy(), frame[:, [0, -1]].copy()) if self.whole_frame else None
+            if separable:
+                summed = cv2.sepFilter2D(frame, cv2.CV_32F, taps_x, taps_y, borderType=cv2.BORDER_REPLICATE)
+                cv2.addWeighted(frame, keep, summed, mix, 0.0, dst=frame, dtype=cv2.CV_8U)
+            else:
+                smooth = cv2.filter2D(frame, cv2.CV_32F, kernel, borderType=cv2.BORDER_REPLICATE)
+                cv2.addWeighted(frame, factor, smooth, 1.0 - factor, 0.0, dst=frame, dtype=cv2.CV_8U)
+            if edges is not None:  # PIL's filter leaves the frame's border pixels as they are
+                frame[[0, -1]], frame[:, [0, -1]] = edges
+
+
+def _fill(image: np.ndarray, mask: np.ndarray, value: np.ndarray) -> None:
+    """``image[t][mask] = value[t]`` (or ``value[0]`` for every frame) with ``cv2.copyTo``: 50x faster than numpy's
+    boolean assignment."""
+    height, width = mask.shape
+    for t, frame in enumerate(image):
+        if t < value.shape[0]:  # a row of the value, repeated: 10x faster than numpy's broadcast assignment
+            row = np.tile(value[t], width)
+            patch = np.ascontiguousarray(np.broadcast_to(row, (height, width * 3))).reshape(height, width, 3)
+        cv2.copyTo(patch, mask, frame)
 
 
 def _compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
@@ -454,7 +628,6 @@ def augment_warp(
     interpolation: str = "bilinear",
     geometric_interpolation: str = "bicubic",
     stats_size: int = 160,
-    out: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """The frames after ``ops``, read through ``matrix`` into ``size = (h, w)``: uint8 ``T x h x w x 3`` (numpy).
 
@@ -464,55 +637,13 @@ def augment_warp(
     with ``interpolation`` (the resize's: the closer one to the seed's op-then-resize chain, see the code). Pixels
     that leave the frame at a geometric op take gray 128 there, and the later colour ops act on it. Colour ops run
     on the warped pixels as lookup tables. Statistics ops take each frame's statistics from the augmented frame
-    evaluated on a grid of short side about ``stats_size`` (nearest).
+    evaluated on a grid of short side about ``stats_size`` (nearest). Several copies of one clip:
+    :func:`plan_warp` each, then one :func:`render`.
     """
     if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
         raise TransformError(f"RandAugment needs uint8 frames T x H x W x 3, got {frames.dtype} {tuple(frames.shape)}")
-    for name in (interpolation, geometric_interpolation):
-        if name not in CV_INTERPOLATION:
-            raise TransformError(f"interpolation must be one of {tuple(CV_INTERPOLATION)}, got {name!r}")
-    source = frames.numpy()
-    height, width = source.shape[1:3]
-    out_h, out_w = (int(v) for v in size)
-    matrix = _matrix3(matrix)
-    ops = list(ops)
-    tables = _statistics(source, ops, stats_size)
-    composed, masks, linear = _plan(ops, matrix, height, width, out_h, out_w)
-    # The seed interpolates each geometric op (bicubic) at full resolution, then resizes (bilinear). When our map
-    # resizes too, one bilinear warp is about twice as close to that chain as one bicubic warp (mean 0.25-0.8 vs
-    # 1.0-1.45 levels for 0.5x-2.5x resizes, measured on camera-like video) and 3x cheaper; without a resize the
-    # op's own interpolation is the closer one.
-    resizes = not np.allclose(np.abs(matrix[:2, :2]), np.eye(2))
-    mode = geometric_interpolation if any(op.geometric for op in ops) and not resizes else interpolation
-    image = warp_frames(source, composed, out_h, out_w, mode, out)
-    whole_frame = (out_h, out_w) == (height, width) and np.allclose(matrix, np.eye(3))
-    _Chain(image, masks, linear, whole_frame).run(ops, tables)
-    return image
-
-
-def _statistics(source: np.ndarray, ops: Sequence[AugmentOp], stats_size: int) -> dict:
-    """The tables of the statistics ops, from the augmented frames on a coarse grid (every ``step``-th pixel).
-
-    Op k needs the frame after ``ops[:k]``: one grid per run of statistics ops with no geometric op between them,
-    warped through the geometric ops before them only."""
-    tables: dict[int, np.ndarray] = {}
-    height, width = source.shape[1:3]
-    step = max(1, min(height, width) // max(1, stats_size))
-    grid_h, grid_w = -(-height // step), -(-width // step)
-    grid_matrix = np.diag([float(step), float(step), 1.0])
-    wanted = [k for k, op in enumerate(ops) if op.name in _STATS_OPS]
-    for i, k in enumerate(wanted):
-        if k in tables:
-            continue
-        end = k + 1
-        for later in wanted[i + 1 :]:
-            if any(op.geometric for op in ops[end:later]):
-                break
-            end = later + 1
-        composed, masks, _ = _plan(ops[:end], grid_matrix, height, width, grid_h, grid_w)
-        grid = warp_frames(source, composed, grid_h, grid_w, "nearest")
-        _Chain(grid, masks, None, False).run(ops[:end], tables)
-    return tables
+    plan = plan_warp(ops, matrix, frames.shape[1:3], size, interpolation, geometric_interpolation, stats_size)
+    return render(frames.numpy(), [plan])[0].image
 
 
 def rand_augment(
