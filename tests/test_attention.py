@@ -14,8 +14,8 @@ SMALL = (1, 1, 1, 1)
 
 @pytest.fixture
 def native_bf16(monkeypatch):
-    """Pretend the CPU computes bf16 natively (AVX512-BF16/AMX), whatever this one does."""
-    monkeypatch.setattr(attention, "cpu_has_native_bf16", lambda: True)
+    """Pretend the CPU computes bf16 with AVX512-BF16 and no AMX (where the explicit path measured faster)."""
+    monkeypatch.setattr(attention, "cpu_bf16_support", lambda: "avx512_bf16")
 
 
 def test_cpu_low_precision_takes_the_explicit_path_fp32_takes_sdpa(native_bf16):
@@ -30,16 +30,17 @@ def test_cpu_low_precision_takes_the_explicit_path_fp32_takes_sdpa(native_bf16):
     assert choose_attention_impl(torch.empty(1, 2, 5, 8, device="meta")) == "sdpa"  # not CPU
 
 
-def test_without_native_bf16_sdpa_everywhere(monkeypatch):
-    monkeypatch.setattr(attention, "cpu_has_native_bf16", lambda: False)
+@pytest.mark.parametrize("support", ["amx", "none"])
+def test_with_amx_or_without_native_bf16_sdpa_everywhere(monkeypatch, support):
+    monkeypatch.setattr(attention, "cpu_bf16_support", lambda: support)
     q = torch.randn(1, 2, 5, 8)
     assert choose_attention_impl(q.bfloat16()) == "sdpa"
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert choose_attention_impl(q) == "sdpa"
 
 
-def test_native_bf16_probe_answers_a_bool():
-    assert attention.cpu_has_native_bf16() in (True, False)
+def test_bf16_probe_names_one_kind():
+    assert attention.cpu_bf16_support() in ("amx", "avx512_bf16", "none")
 
 
 def test_auto_equals_the_chosen_path_exactly(native_bf16):

@@ -4,7 +4,7 @@
   either by ``torch.nn.functional.scaled_dot_product_attention`` (``impl="sdpa"``, picks flash / memory-efficient
   kernels on GPU) or by the explicit ``softmax(q k^T * scale + bias) v`` (``impl="math"``, the reference).
   ``impl="auto"`` (the models' default) picks per call with :func:`choose_attention_impl` (device, dtype and
-  whether the CPU has native bf16).
+  how the CPU computes bf16).
 * Decomposed relative positions of MViTv2 (separate tables for T, H and W), turned into an additive bias so they can
   go through SDPA as ``attn_mask``.
 * ``DepthwiseConv3d``: a depthwise Conv3d kept in fp32 under autocast (cuDNN's low-precision kernels are slow).
@@ -28,27 +28,34 @@ def check_attention_impl(impl: str) -> str:
     return impl
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as opposed to converting to fp32."""
-    if _NATIVE_BF16[0] is None:
-        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        _NATIVE_BF16[0] = any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
-    return bool(_NATIVE_BF16[0])
+def cpu_bf16_support() -> str:
+    """How this CPU computes bf16: ``"amx"`` (AMX tiles), ``"avx512_bf16"`` (AVX512-BF16 dot products, no AMX) or
+    ``"none"`` (converted to fp32 inside the kernels). Probed once."""
+    if _BF16_SUPPORT[0] is None:
+        if bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()):
+            _BF16_SUPPORT[0] = "amx"
+        elif bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()):
+            _BF16_SUPPORT[0] = "avx512_bf16"
+        else:
+            _BF16_SUPPORT[0] = "none"
+    return _BF16_SUPPORT[0]
 
 
-_NATIVE_BF16: list = [None]  # probed once
+_BF16_SUPPORT: list = [None]
 
 
 def choose_attention_impl(q: torch.Tensor) -> str:
     """The faster path for these inputs, as measured (``benchmarks/models.py --bf16-attention``): ``"math"`` on a
-    CPU with native bf16 when the attention runs in bf16/fp16 (autocast or half inputs), ``"sdpa"`` everywhere else.
+    CPU with AVX512-BF16 but no AMX when the attention runs in bf16/fp16 (autocast or half inputs), ``"sdpa"``
+    everywhere else.
 
-    Why: on a CPU with native bf16, SDPA was 1.5x slower than the explicit path for UniFormer-S forwards under bf16
-    autocast (0.266 s vs 0.173 s) and 1.2x for MViTv2-S (0.522 s vs 0.431 s). Without it (AVX512 only, bf16
-    converted to fp32 in the kernels), SDPA was the faster one: UniFormer-S 0.29 vs 0.22 clips/s, MViTv2-S 0.15 vs
-    0.12 (one thread). In fp32 and on GPUs SDPA is the faster one.
+    Why, bf16 forwards on three hosts of this VM: with AVX512-BF16 (the issue's measurement) SDPA was 1.5x slower
+    than the explicit path for UniFormer-S (0.266 s vs 0.173 s) and 1.2x for MViTv2-S (0.522 s vs 0.431 s); with
+    AMX (SDPA's CPU kernel then uses the tiles) SDPA was the faster one, 1.16-1.23x for UniFormer-S and 1.11-1.12x
+    for MViTv2-S; without native bf16 too (UniFormer-S 0.29 vs 0.22 clips/s, MViTv2-S 0.15 vs 0.12, one thread).
+    In fp32 and on GPUs SDPA is the faster one.
     """
-    if q.device.type != "cpu" or not cpu_has_native_bf16():
+    if q.device.type != "cpu" or cpu_bf16_support() != "avx512_bf16":
         return "sdpa"
     if q.dtype in _LOW_PRECISION:
         return "math"
