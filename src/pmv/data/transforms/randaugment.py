@@ -380,7 +380,8 @@ def render(frames: np.ndarray, plans: Sequence[WarpPlan], leave_tables: bool = F
                 sampled = thumbnail.copy()
             else:
                 sampled = warp_frames(thumbnail, grid.warp, *thumbnail.shape[1:3], "nearest")
-            _Chain(sampled, grid.masks, None, False).run(grid.ops, tables)
+            # the grid's ops end at its last statistics op: what that op does to the grid is not needed
+            _Chain(sampled, grid.masks, None, False).run(grid.ops, tables, leave_table=True)
         table = _Chain(image, plan.masks, plan.linear, plan.whole_frame).run(plan.ops, tables, leave_tables)
         made.append(Rendered(image, table))
     return made
