@@ -14,8 +14,8 @@ the crop, so a 720x1280 frame is never augmented or resized whole. The pixels th
 op are known from the composed maps; they take gray 128 at that step. Colour ops then run on the crop in order:
 consecutive per-channel ops are composed into one lookup table (``cv2.LUT``; the train pipeline folds the last
 one into its normalisation), Color and Sharpness are single OpenCV calls. Statistics ops (AutoContrast, Equalize,
-Contrast) take each frame's statistics from the augmented frame on a coarse grid (short side about 160), sampled
-from one thumbnail of the clip. Several copies of one clip (repeated augmentation) are planned first and then
+Contrast) take each frame's statistics from the augmented frame on a coarse grid (short side about 160); with no
+geometric op before them, that grid is one thumbnail of the clip, shared by its copies and ops. Several copies of one clip (repeated augmentation) are planned first and then
 made in one pass over the frames (:func:`plan_warp`, :func:`render`): a cold 720x1280 frame costs a warp about
 twice what a cached one does.
 
@@ -257,11 +257,11 @@ def _plan(ops: Sequence[AugmentOp], matrix: np.ndarray, height: int, width: int,
 
 @dataclass
 class _Grid:
-    """Where a statistics op's frame is sampled: the frame after ``ops`` (through their geometric ops) at the pixels
-    of the clip's thumbnail (every ``step``-th pixel, see :func:`render`), read from the thumbnail (nearest)."""
+    """Where a statistics op's frame is sampled: the frame after ``ops`` (through their geometric ops) at every
+    ``step``-th pixel (nearest). With no geometric op before, that is the clip's thumbnail (see :func:`render`)."""
 
     ops: list[AugmentOp]
-    warp: Optional[np.ndarray]  # 2 x 3, grid pixel -> thumbnail pixel; None: the thumbnail itself
+    warp: Optional[np.ndarray]  # 2 x 3, grid pixel -> source pixel; None: the thumbnail itself
     masks: dict[int, np.ndarray]
 
 
@@ -342,7 +342,9 @@ def _statistics_grids(ops: Sequence[AugmentOp], height: int, width: int, step: i
             end = later + 1
         composed, masks, _ = _plan(ops[:end], to_source, height, width, grid_h, grid_w)
         moved = any(op.geometric for op in ops[:end])
-        warp = (np.linalg.inv(to_source) @ composed)[:2] if moved else None
+        # from the source, not the thumbnail: nearest of nearest moves samples by up to step / 2 pixels, which
+        # measured 30% further from full-frame Equalize after a rotation
+        warp = composed[:2] if moved else None
         grids.append(_Grid(list(ops[:end]), warp, masks))
         covered = end - 1
     return grids
@@ -351,37 +353,38 @@ def _statistics_grids(ops: Sequence[AugmentOp], height: int, width: int, step: i
 def render(frames: np.ndarray, plans: Sequence[WarpPlan], leave_tables: bool = False) -> list[Rendered]:
     """Make every planned copy of the uint8 frames ``T x H x W x 3`` (numpy): one :class:`Rendered` per plan.
 
-    Frame by frame, every copy's warp reads the frame while it is in the cache (a cold 720x1280 frame costs about
-    twice a warm one), then the clip's thumbnail is sampled when a statistics op needs it (one for all copies and
-    ops: statistics grids are warped from it, not from the frame); then each copy's colour ops run on its warped
-    crop. ``leave_tables``: each copy's last lookup table is returned instead of applied, where that is possible."""
+    Frame by frame, every copy's warp and every statistics grid read the frame while it is in the cache (a cold
+    720x1280 frame costs a warp about twice what a cached one does); grids with no geometric op before them are one
+    thumbnail of the clip, shared by all copies and ops. Then each copy's colour ops run on its warped crop.
+    ``leave_tables``: each copy's last lookup table is returned instead of applied, where that is possible."""
     num_frames, height, width = frames.shape[:3]
     images = [np.empty((num_frames, *plan.size, 3), dtype=np.uint8) for plan in plans]
     jobs = [(plan.warp, plan.size[::-1], CV_INTERPOLATION[plan.interpolation], image)
             for plan, image in zip(plans, images)]  # fmt: skip
-    steps = {plan.stats_step for plan in plans if plan.grids}
-    thumbnails = {}
-    for step in steps:
-        size = _thumbnail_size(height, width, step)
-        thumbnails[step] = np.empty((num_frames, *size, 3), dtype=np.uint8)
-        every_step = np.array([[step, 0.0, 0.0], [0.0, step, 0.0]])
-        jobs.append((every_step, size[::-1], cv2.INTER_NEAREST, thumbnails[step]))
+    thumbnails, sampled = {}, {}  # step -> thumbnail; (plan, grid) -> grid warped from the source
+    for i, plan in enumerate(plans):
+        size = _thumbnail_size(height, width, plan.stats_step)
+        for j, grid in enumerate(plan.grids):
+            if grid.warp is not None:
+                sampled[i, j] = np.empty((num_frames, *size, 3), dtype=np.uint8)
+                jobs.append((grid.warp, size[::-1], cv2.INTER_NEAREST, sampled[i, j]))
+            elif plan.stats_step not in thumbnails:
+                thumbnails[plan.stats_step] = np.empty((num_frames, *size, 3), dtype=np.uint8)
+                every_step = np.array([[plan.stats_step, 0.0, 0.0], [0.0, plan.stats_step, 0.0]])
+                jobs.append((every_step, size[::-1], cv2.INTER_NEAREST, thumbnails[plan.stats_step]))
     for t in range(num_frames):
         frame = np.ascontiguousarray(frames[t])
         for matrix, dsize, mode, out in jobs:
             cv2.warpAffine(frame, matrix, dsize, dst=out[t], flags=mode | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
     made = []
-    for plan, image in zip(plans, images):
+    for i, (plan, image) in enumerate(zip(plans, images)):
         tables: dict[int, np.ndarray] = {}
-        for grid in plan.grids:
-            thumbnail = thumbnails[plan.stats_step]
-            if grid.warp is None:  # no geometric op before: the thumbnail itself (a copy: the ops change it)
-                sampled = thumbnail.copy()
-            else:
-                sampled = warp_frames(thumbnail, grid.warp, *thumbnail.shape[1:3], "nearest")
+        for j, grid in enumerate(plan.grids):
+            # a copy of the shared thumbnail: the ops change it
+            grid_image = sampled[i, j] if grid.warp is not None else thumbnails[plan.stats_step].copy()
             # the grid's ops end at its last statistics op: what that op does to the grid is not needed
-            _Chain(sampled, grid.masks, None, False).run(grid.ops, tables, leave_table=True)
+            _Chain(grid_image, grid.masks, None, False).run(grid.ops, tables, leave_table=True)
         table = _Chain(image, plan.masks, plan.linear, plan.whole_frame).run(plan.ops, tables, leave_tables)
         made.append(Rendered(image, table))
     return made
