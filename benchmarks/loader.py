@@ -10,7 +10,8 @@ copies) for
   (c) the DataLoader with 2 workers over the same dataset.
 Goals: (b) >= 0.95 x (a), the transforms <= 5 ms per augmented 16x256x192 copy with RandAugment, and (c) >= 1.7 x
 (b). Prints a markdown table, then the transforms alone (ms per augmented copy, with and without RandAugment, on
-frames decoded beforehand), and ends with one line:
+frames decoded beforehand) against the floor under them (each copy's warp from the decoded frames, nothing else),
+and ends with one line:
 ``loader: pipeline/reader <r> x, transform <ms> ms per copy, <w>-worker loader/pipeline <s> x``
 where r and ms are per CPU-second of the process (steady on a shared machine) and s is on the wall clock.
 The machine may be shared, so the measurements alternate over rounds (best round kept) and single-process rates
@@ -32,6 +33,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +128,25 @@ def transforms_only(dataset, clips: list[torch.Tensor], seed: int) -> tuple[floa
     return (time.perf_counter() - start) / copies, (time.process_time() - cpu) / copies
 
 
+def bare_warps(dataset, clips: list[torch.Tensor], seed: int) -> float:
+    """CPU seconds per copy of the floor under the transform: each copy's crop map drawn as the transform draws
+    it, then per frame one ``cv2.warpAffine`` into every copy's crop, as the transform reads the frames, and
+    nothing else (no augmentation, no normalisation)."""
+    generator = torch.Generator().manual_seed(seed)
+    transform = dataset.transform
+    crop_h, crop_w = transform.crop
+    start = time.process_time()
+    for frames in clips:
+        source = frames.numpy()
+        maps = [transform.source_matrix(*source.shape[1:3], generator)[:2] for _ in range(dataset.num_sample)]
+        outs = [np.empty((source.shape[0], crop_h, crop_w, 3), dtype=np.uint8) for _ in maps]
+        for t in range(source.shape[0]):
+            for matrix, out in zip(maps, outs):
+                cv2.warpAffine(source[t], matrix, (crop_w, crop_h), dst=out[t],
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return (time.process_time() - start) / (len(clips) * dataset.num_sample)
+
+
 def loader(dataset, clips: int, workers: int, seed: int, batch: int = 2) -> tuple[float, float]:
     """Clips per wall-clock second through a DataLoader (workers started before the clock starts), and the main
     process's CPU-seconds per clip (collation and transfer: what does not scale with workers)."""
@@ -174,6 +196,7 @@ def main() -> None:
     copy_ra, cpu_ra = (min(values) for values in zip(*timed))
     timed = [transforms_only(plain, frames, args.seed + r) for r in range(args.rounds)]
     copy_plain, cpu_plain = (min(values) for values in zip(*timed))
+    cpu_warp = min(bare_warps(plain, frames, args.seed + r) for r in range(args.rounds))
     del frames
     print(f"\n720x1280 portrait, {len(paths)} videos of {args.seconds:g} s, keyframe every {args.gop} frames; "
           f"rect_256x192 recipe (16x4 @30fps, RandAugment, erasing, num_sample 2); torch threads 1; "
@@ -192,7 +215,9 @@ def main() -> None:
     print(f"\nTransforms alone on decoded frames (best of {args.rounds} rounds): {1000 * copy_ra:.1f} ms per copy with "
           f"RandAugment ({1000 * cpu_ra:.1f} ms CPU), {1000 * copy_plain:.1f} ms without ({1000 * cpu_plain:.1f} ms "
           f"CPU); {per_clip} copies per clip: {per_clip * 1000 * copy_ra:.0f} ms "
-          f"per clip next to {1000 / a.wall:.0f} ms of decoding (the goal leaves about {budget:.0f} ms).")
+          f"per clip next to {1000 / a.wall:.0f} ms of decoding (the goal leaves about {budget:.0f} ms). The floor "
+          f"under them, each copy's warp from the decoded frames alone: {1000 * cpu_warp:.1f} ms CPU per copy "
+          f"(transform / warp: {cpu_ra / cpu_warp:.2f} x with RandAugment, {cpu_plain / cpu_warp:.2f} x without).")
     # On n free cores shared by n workers and the main process, each clip costs worker + main CPU time.
     bound = args.workers / (1 + main_cpu * b.cpu)
     print(f"\nMain process during (c): {1000 * main_cpu:.1f} ms CPU per clip (a worker: {1000 / b.cpu:.0f} ms), so "

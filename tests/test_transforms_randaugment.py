@@ -259,6 +259,28 @@ def test_sharpen_kernel_is_pil_smooth_on_the_frame_grid_and_spreads_when_downsca
     assert wide.shape == (5, 5) and np.isclose(wide.sum(), 1.0) and np.isclose(wide[0, 0], 1 / 13)
 
 
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_a_slanted_warp_copies_its_source_box_first_with_the_same_pixels(interpolation):
+    """A rotation or ShearY reads the box of source rows it needs from a sequential copy; the pixels are those of
+    the warp from the whole frame (up to the rounding of the shifted map's coordinates), inside the frame and where
+    the box is cut at the frame's edges."""
+    from pmv.data.transforms.randaugment import plan_warp, render
+
+    frames = torch.stack([smooth_image(120, 90, seed) for seed in range(2)])
+    zoom = np.array([[0.5, 0.0, 20.0], [0.0, 0.5, 30.0], [0.0, 0.0, 1.0]])  # a crop inside the frame
+    corner = np.array([[0.8, 0.0, 0.0], [0.0, 0.8, 0.0], [0.0, 0.0, 1.0]])  # a crop at the top-left corner
+    for ops, matrix in (([AugmentOp("ShearY", 0.1)], zoom), ([AugmentOp("Rotate", 9.0)], zoom),
+                        ([AugmentOp("Rotate", -12.0)], corner)):  # fmt: skip
+        plan = plan_warp(ops, matrix, (120, 90), (64, 48), interpolation, interpolation)
+        made = render(frames.numpy(), [plan])[0].image
+        direct = warp_frames(frames.numpy(), plan.warp, 64, 48, plan.interpolation)
+        kept = np.ones((64, 48), dtype=bool)
+        for mask in plan.masks.values():
+            kept &= mask == 0
+        diff = np.abs(made[:, kept].astype(int) - direct[:, kept])
+        assert kept.mean() > 0.5 and diff.max() <= 1 and (diff > 0).mean() < 0.03  # the shift's float rounding
+
+
 def test_axis_aligned_sharpness_kernel_is_separable():
     """Sharpness without a rotation or shear after it filters with outer(ky, kx) + 4 at the centre (/ 13): the same
     kernel as the 2-D spread, for downscaled, upscaled and mirrored crops."""
