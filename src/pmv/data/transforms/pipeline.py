@@ -29,7 +29,9 @@ from pmv.data.transforms.erasing import ERASE_MODES, Erasure, apply_erasing, dra
 from pmv.data.transforms.randaugment import AugmentOp, parse_randaugment, plan_warp, render, sample_augment_ops
 from pmv.errors import ConfigError
 
-__all__ = ["resize_matrix", "CopyDraw", "TrainTransform", "TestTransform", "build_train_transform", "build_test_transform"]
+__all__ = [
+    "resize_matrix", "CopyDraw", "TrainTransform", "TestTransform", "build_train_transform", "build_test_transform",
+]  # fmt: skip
 
 _INTERPOLATIONS = ("bilinear", "bicubic")
 

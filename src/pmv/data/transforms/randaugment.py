@@ -15,9 +15,9 @@ op are known from the composed maps; they take gray 128 at that step. Colour ops
 consecutive per-channel ops are composed into one lookup table (``cv2.LUT``; the train pipeline folds the last
 one into its normalisation), Color and Sharpness are single OpenCV calls. Statistics ops (AutoContrast, Equalize,
 Contrast) take each frame's statistics from the augmented frame on a coarse grid (short side about 160); with no
-geometric op before them, that grid is one thumbnail of the clip, shared by its copies and ops. Several copies of one clip (repeated augmentation) are planned first and then
-made in one pass over the frames (:func:`plan_warp`, :func:`render`): a cold 720x1280 frame costs a warp about
-twice what a cached one does.
+geometric op before them, that grid is one thumbnail of the clip, shared by its copies and ops. Several copies of
+one clip (repeated augmentation) are planned first and then made in one pass over the frames (:func:`plan_warp`,
+:func:`render`): a cold 720x1280 frame costs a warp about twice what a cached one does.
 
 Differences from the seed's PIL-per-op chain, all small (``docs/transforms.md`` gives the measured tolerances):
 one interpolation instead of one per geometric op plus the resize (bilinear when the crop is resized, which is
