@@ -19,7 +19,14 @@ import cv2
 # condition variable of the parent's pool) when the parent's pool threads were running at the fork.
 cv2.setNumThreads(1)
 
-from pmv.data.transforms.erasing import ERASE_MODES, RandomErasing, erase_box, random_erasing
+from pmv.data.transforms.erasing import (
+    ERASE_MODES,
+    RandomErasing,
+    apply_erasing,
+    draw_erasing,
+    erase_box,
+    random_erasing,
+)
 from pmv.data.transforms.functional import *  # noqa: F401,F403
 from pmv.data.transforms.functional import __all__ as _functional_all
 from pmv.data.transforms.mixup import Mixup, cutmix_box, mix_targets, smooth_one_hot, soft_target_cross_entropy
@@ -37,16 +44,18 @@ from pmv.data.transforms.randaugment import (
     RandAugmentPolicy,
     augment_warp,
     parse_randaugment,
+    plan_warp,
     rand_augment,
+    render,
     sample_augment_ops,
     warp_frames,
 )
 
 __all__ = list(_functional_all) + [
-    "ERASE_MODES", "RandomErasing", "erase_box", "random_erasing",
+    "ERASE_MODES", "RandomErasing", "apply_erasing", "draw_erasing", "erase_box", "random_erasing",
     "Mixup", "cutmix_box", "mix_targets", "smooth_one_hot", "soft_target_cross_entropy",
     "TestTransform", "TrainTransform", "build_test_transform", "build_train_transform", "normalize_frames",
     "resize_matrix",
-    "AugmentOp", "RandAugment", "RandAugmentPolicy", "augment_warp", "parse_randaugment", "rand_augment",
-    "sample_augment_ops", "warp_frames",
+    "AugmentOp", "RandAugment", "RandAugmentPolicy", "augment_warp", "parse_randaugment", "plan_warp", "rand_augment",
+    "render", "sample_augment_ops", "warp_frames",
 ]  # fmt: skip
