@@ -8,9 +8,10 @@ along the long side (index 0/1/2) or at a relative position -> normalise.
 
 Train: resize, crop, flip and RandAugment's geometric ops are ONE ``cv2.warpAffine`` per frame from the decoded
 frame into the crop (the composed map of output pixels to source pixels; resize ``src = (dst + 0.5) * in / out -
-0.5``, as ``F.interpolate(align_corners=False)``), then RandAugment's colour ops as lookup tables on the crop
-(:func:`~pmv.data.transforms.randaugment.augment_warp`), then the normalisation writes the float ``C x T x h x w``
-clip. Test: ``cv2.resize`` of each frame to the test size (OpenCV's bit-exact bilinear, so it equals
+0.5``, as ``F.interpolate(align_corners=False)``), then RandAugment's colour ops as lookup tables on the crop, then
+the normalisation (which also applies the last table) writes the float ``C x T x h x w`` clip. A clip's
+``num_sample`` copies are drawn first and then made in one pass over the frames (``TrainTransform.copies``, with
+:func:`~pmv.data.transforms.randaugment.plan_warp` and :func:`~pmv.data.transforms.randaugment.render`). Test: ``cv2.resize`` of each frame to the test size (OpenCV's bit-exact bilinear, so it equals
 :func:`~pmv.data.transforms.functional.short_side_resize`), the crop, the normalisation.
 """
 
