@@ -11,7 +11,9 @@ frame into the crop (the composed map of output pixels to source pixels; resize 
 0.5``, as ``F.interpolate(align_corners=False)``), then RandAugment's colour ops as lookup tables on the crop, then
 the normalisation (which also applies the last table) writes the float ``C x T x h x w`` clip. A clip's
 ``num_sample`` copies are drawn first and then made in one pass over the frames (``TrainTransform.copies``, with
-:func:`~pmv.data.transforms.randaugment.plan_warp` and :func:`~pmv.data.transforms.randaugment.render`). Test: ``cv2.resize`` of each frame to the test size (OpenCV's bit-exact bilinear, so it equals
+:func:`~pmv.data.transforms.randaugment.plan_warp` and :func:`~pmv.data.transforms.randaugment.render`).
+
+Test: ``cv2.resize`` of each frame to the test size (OpenCV's bit-exact bilinear, so it equals
 :func:`~pmv.data.transforms.functional.short_side_resize`), the crop, the normalisation.
 """
 
